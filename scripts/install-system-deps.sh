@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian packages fleetmend and its lab need, only those missing.
+# Idempotent and quiet when everything is already there, so `make` stays fast.
+set -euo pipefail
+
+packages=(python3 python3-venv python3-pip openssh-server openssh-client rsync iproute2 util-linux procps)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "fleetmend: these Debian packages are missing: ${missing[*]}" >&2
+  echo "hint: run 'make' as root, or install them with: sudo apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+if ! command -v apt-get >/dev/null; then
+  echo "fleetmend: apt-get not found; install by hand: ${missing[*]}" >&2
+  exit 1
+fi
+echo "installing Debian packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,71 @@
+"""A fleet: one inventory and the images its hosts are declared to be.
+
+Joins the two inputs and answers what every later stage asks first: which image
+is this host, and what must it be (its desired state)?
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleetmend.catalog import Catalog
+from fleetmend.errors import InputError, Problem, display_path
+from fleetmend.images import Image
+from fleetmend.inventory import Host, Inventory, load_inventory
+from fleetmend.render import DesiredState, desired_state
+
+
+def image_problems(inventory: Inventory, catalog: Catalog) -> list[Problem]:
+    """Managed hosts that name an image the catalog does not have."""
+    known = catalog.names()
+    return [
+        host.problem(
+            inventory.source,
+            "fleetmend_image",
+            f"unknown image {host.image!r}",
+            f"images in {display_path(catalog.root)}: {', '.join(known) or 'none'}",
+        )
+        for host in inventory.managed()
+        if host.image is not None and not catalog.has(host.image)
+    ]
+
+
+@dataclass(frozen=True)
+class Fleet:
+    catalog: Catalog
+    inventory: Inventory
+
+    @classmethod
+    def load(cls, images_dir: Path, inventory_path: Path) -> Fleet:
+        """Load both inputs; raise one `InputError` listing every problem of the inventory.
+
+        Images are checked as they are used: a broken image fails only the hosts
+        built from it (`fleetmend validate` lists every problem at once).
+        """
+        catalog = Catalog.scan(images_dir)
+        inventory = load_inventory(inventory_path)
+        problems = image_problems(inventory, catalog)
+        if problems:
+            raise InputError(problems)
+        return cls(catalog, inventory)
+
+    @property
+    def template_dir(self) -> str:
+        return display_path(self.catalog.templates.root)
+
+    def image_of(self, host: Host) -> Image:
+        if host.image is None:
+            raise InputError.one(
+                self.inventory.source,
+                f"host {host.name}",
+                "host is not managed by fleetmend (fleetmend_managed: false)",
+            )
+        return self.catalog.resolve(host.image)
+
+    def desired(self, host: Host, image: Image | None = None) -> DesiredState:
+        """What `host` must be: its image (or `image`, to preview another) rendered for it."""
+        chosen = image or self.image_of(host)
+        return desired_state(
+            chosen, host, self.inventory.peers(host), template_dir=self.template_dir
+        )
