@@ -35,13 +35,33 @@ class Problem:
     place: str
     message: str
     hint: str = ""
+    hosts: tuple[str, ...] = ()
+    """The hosts the problem showed up for, when it depends on the host (rendering)."""
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.place}" if self.place else self.file
+        if not self.place:
+            where = self.file
+        elif self.place[0].isdigit():  # a line: file:12: ..., as compilers print it
+            where = f"{self.file}:{self.place}"
+        else:
+            where = f"{self.file}: {self.place}"
         text = f"{where}: {self.message}"
+        if len(self.hosts) == 1:
+            text += f" (for host {self.hosts[0]})"
+        elif self.hosts:
+            text += f" (for {len(self.hosts)} hosts: {', '.join(self.hosts)})"
         if self.hint:
             text += f" (hint: {self.hint})"
         return text
+
+
+def merge_hosts(problems: list[Problem]) -> list[Problem]:
+    """One problem per file, place and message, naming every host it showed up for."""
+    merged: dict[tuple[str, str, str, str], list[str]] = {}
+    for p in problems:
+        hosts = merged.setdefault((p.file, p.place, p.message, p.hint), [])
+        hosts.extend(h for h in p.hosts if h not in hosts)
+    return [Problem(*key, hosts=tuple(hosts)) for key, hosts in merged.items()]
 
 
 def display_path(path: Path | str) -> str:

@@ -24,8 +24,8 @@ def _text(value: Any) -> Any:
     if isinstance(value, bool):
         raise PydanticCustomError(
             "yaml_bool",
-            "{value} is a boolean in YAML, not text",
-            {"value": value, "hint": "quote it"},
+            "{value} is a YAML boolean (yes, no, on, off, true, false), not text",
+            {"value": str(value).lower(), "hint": "quote it"},
         )
     if isinstance(value, int):
         return str(value)
@@ -69,8 +69,8 @@ def _octal(value: str) -> str:
     if not re.fullmatch(r"0?[0-7]{3}|[0-7]{4}", value):
         raise PydanticCustomError(
             "bad_mode",
-            "{value!r} is not an octal file mode",
-            {"value": value, "hint": 'use 3 or 4 octal digits, e.g. "0644" or "2775"'},
+            "{value} is not an octal file mode",
+            {"value": repr(value), "hint": 'use 3 or 4 octal digits, e.g. "0644" or "2775"'},
         )
     return value.zfill(4)
 
@@ -98,9 +98,8 @@ def _constraint(value: str) -> str:
 
     A trailing `*` matches a prefix: `1.22.*` is any 1.22 release.
     """
-    value = value.strip()
-    if value in ("any", "absent"):
-        return value
+    if value.strip() in ("any", "absent"):
+        return value.strip()
     clauses = [c.strip() for c in value.split(",")]
     for clause in clauses:
         version = clause
@@ -111,8 +110,8 @@ def _constraint(value: str) -> str:
         if not version or not _VERSION.match(version):
             raise PydanticCustomError(
                 "bad_constraint",
-                "{value!r} is not a version constraint",
-                {"value": value, "hint": "use any, absent, a version, or e.g. '>=1.22, <2'"},
+                "{value} is not a version constraint",
+                {"value": repr(value), "hint": "use any, absent, a version, or e.g. '>=1.22, <2'"},
             )
     return ", ".join(clauses)
 

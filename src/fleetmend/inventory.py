@@ -147,6 +147,17 @@ def load_inventory(path: Path) -> Inventory:
 
     Raises `InputError` listing every problem found.
     """
+    inventory, problems = scan_inventory(path)
+    if problems:
+        raise InputError(problems)
+    return inventory
+
+
+def scan_inventory(path: Path) -> tuple[Inventory, list[Problem]]:
+    """The inventory with the hosts whose variables are valid, and every problem found.
+
+    Raises `InputError` only when Ansible cannot read the source at all.
+    """
     source = display_path(path)
     if not path.exists():
         raise InputError.one(
@@ -163,10 +174,12 @@ def load_inventory(path: Path) -> Inventory:
         try:
             hv = HostVars.model_validate(variables)
         except ValidationError as exc:
+            bad = set()
             for err in exc.errors(include_url=False):
-                field = format_loc(tuple(err["loc"]))
-                problems.append(place.problem(field, str(err["msg"])))
-            continue
+                bad.add(err["loc"][0])
+                problems.append(place.problem(format_loc(tuple(err["loc"])), str(err["msg"])))
+            # Go on without the bad variables, so the host's other problems are found too.
+            hv = HostVars.model_validate({k: v for k, v in variables.items() if k not in bad})
         for key in variables:
             if key.startswith("fleetmend_") and key not in KNOWN_FLEETMEND_VARS:
                 problems.append(
@@ -242,9 +255,10 @@ def load_inventory(path: Path) -> Inventory:
                     "add members (fleetmend_replica_set on the hosts) or lower min_live",
                 )
             )
-    if problems:
-        raise InputError(problems)
-    return Inventory(source=source, hosts=dict(sorted(hosts.items())), replica_sets=replica_sets)
+    inventory = Inventory(
+        source=source, hosts=dict(sorted(hosts.items())), replica_sets=replica_sets
+    )
+    return inventory, problems
 
 
 class _Placer:

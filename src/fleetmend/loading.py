@@ -138,7 +138,7 @@ def parse_yaml(path: Path) -> YamlDocument:
 def _yaml_hint(what: str) -> str:
     if "duplicate key" in what:
         return "each key may appear once in a mapping; merge the two entries"
-    if "tab" in what:
+    if "tab" in what or "'\\t'" in what:
         return "indent with spaces, not tabs"
     if "mapping values are not allowed" in what:
         return "a value containing ': ' must be quoted"

@@ -164,30 +164,34 @@ def render_template(
 ) -> str:
     """Render one of the image's templates from the sources its digest covers."""
     env = _environment(_SourcesLoader(image.templates))
-    where = f"{template_dir}/{name}"
     try:
         return env.get_template(name).render(context)
     except jinja2.UndefinedError as exc:
         line, at = _template_line(exc, image.templates, name)
-        raise InputError.one(
+        problem = Problem(
             f"{template_dir}/{at}",
             str(line or ""),
-            f"{exc.message} (rendering for host {host})",
+            str(exc.message),
             "define it in the host's or a group's inventory vars, "
             "or give a default: {{ name | default('x') }}",
-        ) from None
+            hosts=(host,),
+        )
+        raise InputError([problem]) from None
     except jinja2.TemplateError as exc:
         line, at = _template_line(exc, image.templates, name)
-        raise InputError.one(
-            f"{template_dir}/{at}", str(line or ""), f"template error: {exc} (host {host})"
-        ) from None
+        problem = Problem(
+            f"{template_dir}/{at}", str(line or ""), f"template error: {exc}", hosts=(host,)
+        )
+        raise InputError([problem]) from None
     except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
         line, at = _template_line(exc, image.templates, name)
-        raise InputError.one(
-            f"{template_dir}/{at}" if at else where,
+        problem = Problem(
+            f"{template_dir}/{at}",
             str(line or ""),
-            f"template failed: {type(exc).__name__}: {exc} (host {host})",
-        ) from None
+            f"template failed: {type(exc).__name__}: {exc}",
+            hosts=(host,),
+        )
+        raise InputError([problem]) from None
 
 
 def _template_line(

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fleetmend.catalog import Catalog
-from fleetmend.errors import InputError, Problem, display_path
+from fleetmend.errors import InputError, Problem, display_path, merge_hosts
 from fleetmend.fleet import image_problems
-from fleetmend.inventory import load_inventory
+from fleetmend.inventory import scan_inventory
 from fleetmend.render import desired_state
 
 INVENTORY_SUFFIXES = (".yaml", ".yml", ".ini")
@@ -59,10 +59,11 @@ def validate(images_dir: Path, inventories: list[Path]) -> Report:
     report.images = catalog.names()
     for path in inventories:
         try:
-            inventory = load_inventory(path)
-        except InputError as exc:
+            inventory, problems = scan_inventory(path)
+        except InputError as exc:  # Ansible could not read it at all
             report.problems.extend(exc.problems)
             continue
+        report.problems.extend(problems)
         report.inventories.append(inventory.source)
         report.problems.extend(image_problems(inventory, catalog))
         template_dir = display_path(catalog.templates.root)
@@ -73,7 +74,7 @@ def validate(images_dir: Path, inventories: list[Path]) -> Report:
                 image = catalog.resolve(host.image)
                 state = desired_state(image, host, inventory.peers(host), template_dir=template_dir)
             except InputError as exc:
-                report.problems.extend(p for p in exc.problems if p not in report.problems)
+                report.problems.extend(exc.problems)
                 continue
             report.rendered.append(
                 Rendered(
@@ -86,4 +87,5 @@ def validate(images_dir: Path, inventories: list[Path]) -> Report:
                     bytes=sum(len(f.content.encode()) for f in state.files.values()),
                 )
             )
+    report.problems = merge_hosts(report.problems)
     return report

@@ -83,7 +83,7 @@ def show_image(
     """
     s = settings(ctx)
     _, image = resolve_ref(name, s.images)
-    data = image.model_dump(mode="json", exclude={"templates"})
+    data = image.model_dump(mode="json", exclude={"templates"}, exclude_none=True)
     data["templates"] = sorted(image.templates)
     if s.output(fmt) is OutputFormat.JSON:
         print_json(data)
@@ -94,7 +94,8 @@ def show_image(
         f"lineage: {' -> '.join(image.lineage)}",
         highlight=False,
     )
-    body = {k: v for k, v in data.items() if k not in ("name", "version", "description", "digest")}
+    header = ("name", "version", "description", "digest", "lineage")
+    body = {k: v for k, v in data.items() if k not in header}
     out.print(Syntax(yaml.safe_dump(body, sort_keys=False, width=100), "yaml", theme="ansi_dark"))
 
 
@@ -165,7 +166,12 @@ def diff_command(
     s = settings(ctx)
     _, image_a = resolve_ref(a, s.images)
     _, image_b = resolve_ref(b, s.images)
-    result = diff_images(image_a, image_b, label_a=a, label_b=b)
+    result = diff_images(
+        image_a,
+        image_b,
+        label_a=_label(image_a.name, image_a.version, a),
+        label_b=_label(image_b.name, image_b.version, b),
+    )
     if s.output(fmt) is OutputFormat.JSON:
         print_json(
             {
@@ -212,9 +218,19 @@ def diff_command(
         raise typer.Exit(3)
 
 
+def _label(name: str, version: str, ref: str) -> str:
+    return f"{name} {version}" + (f" ({ref})" if ref != name else "")
+
+
 def _brief(value: Any) -> str:
-    if value is None:
+    """A one-line summary of a section entry: nested fields flattened, text summarised."""
+    if value is None or value == "":
         return "-"
     if isinstance(value, dict):
-        return ", ".join(f"{k}={v}" for k, v in value.items() if v not in (None, [], {}))
-    return str(value)
+        briefs = ((k, _brief(v)) for k, v in value.items() if v not in (None, [], {}))
+        return ", ".join(f"{k}={b}" for k, b in briefs if b)
+    if isinstance(value, list):
+        return "[" + ", ".join(_brief(v) for v in value) + "]"
+    if isinstance(value, str) and "\n" in value.rstrip("\n"):
+        return f"<{len(value.splitlines())} lines>"
+    return str(value).rstrip("\n")

@@ -50,7 +50,9 @@ def validate_command(
                 "images": report.images,
                 "inventories": report.inventories,
                 "rendered": [vars(r) for r in report.rendered],
-                "problems": [vars(p) for p in report.problems],
+                "problems": [
+                    {**vars(p), "hosts": list(p.hosts), "text": str(p)} for p in report.problems
+                ],
             }
         )
     else:
