@@ -12,6 +12,7 @@ from fleetmend.console import OutputFormat
 
 DEFAULT_IMAGES = Path("images")
 DEFAULT_INVENTORY = Path("inventories/lab.yaml")
+DEFAULT_STATE_DIR = Path(".fleetmend")
 
 
 @dataclass
@@ -20,6 +21,8 @@ class Settings:
     inventory: Path = DEFAULT_INVENTORY
     inventory_given: bool = False
     """True when the user named the inventory (flag or env), not the default."""
+    state_dir: Path = DEFAULT_STATE_DIR
+    """Where fleetmend keeps its state: the lab, and later the journal."""
     format: OutputFormat = OutputFormat.TABLE
     debug: bool = False
 

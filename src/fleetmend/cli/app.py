@@ -10,10 +10,10 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from fleetmend import __version__
-from fleetmend.cli import images, inventory, validate
+from fleetmend.cli import images, inventory, lab, validate
 from fleetmend.console import OutputFormat, err
 from fleetmend.errors import ExitCode, FleetmendError
-from fleetmend.settings import DEFAULT_IMAGES, DEFAULT_INVENTORY, Settings
+from fleetmend.settings import DEFAULT_IMAGES, DEFAULT_INVENTORY, DEFAULT_STATE_DIR, Settings
 
 
 class _Group(TyperGroup):
@@ -47,6 +47,7 @@ app = typer.Typer(
 )
 app.add_typer(images.app, name="images")
 app.add_typer(inventory.app, name="inventory")
+app.add_typer(lab.app, name="lab")
 app.command("validate")(validate.validate_command)
 
 
@@ -77,6 +78,14 @@ def main_callback(
             show_default=False,
         ),
     ] = None,
+    state_dir: Annotated[
+        Path,
+        typer.Option(
+            "--state-dir",
+            envvar="FLEETMEND_STATE_DIR",
+            help="Where fleetmend keeps its state (the lab fleet, later the journal).",
+        ),
+    ] = DEFAULT_STATE_DIR,
     output: Annotated[
         OutputFormat,
         typer.Option("--format", "-f", case_sensitive=False, help="Output format."),
@@ -93,6 +102,7 @@ def main_callback(
         images=images_dir,
         inventory=inventory_path or DEFAULT_INVENTORY,
         inventory_given=inventory_path is not None,
+        state_dir=state_dir,
         format=output,
         debug=debug,
     )

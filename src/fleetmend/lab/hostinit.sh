@@ -1,0 +1,45 @@
+# Runs as the first process of a lab host's new mount, UTS and PID namespaces
+# (started by `unshare`), builds the host's root and becomes its sshd.
+# $0 is the lab marker; positional arguments, in order:
+#   NAME HOSTDIR LABDIR HIDE...  (HIDE: directories to mask inside the host)
+# HOSTDIR holds upper/ work/ root/ and the host's sshd_config and host key;
+# LABDIR holds the lab's client key (id_ed25519.pub).
+set -eu
+name=$1 hostdir=$2 labdir=$3
+shift 3
+root=$hostdir/root
+
+mount --make-rprivate /
+mount -t overlay overlay -o "lowerdir=/,upperdir=$hostdir/upper,workdir=$hostdir/work" "$root"
+
+# Fresh /proc (this PID namespace's), /run and /tmp; the machine's devices; /sys.
+mount -t proc proc "$root/proc"
+mount -t tmpfs -o mode=755,size=64m tmpfs "$root/run"
+mount -t tmpfs -o mode=1777,size=256m tmpfs "$root/tmp"
+mount --rbind /dev "$root/dev"
+mount --bind -o ro /sys "$root/sys"
+
+# The host's own SSH identity: only its own host key, only the lab's client key.
+rm -f "$root"/etc/ssh/ssh_host_*
+cp "$hostdir/ssh_host_ed25519_key" "$hostdir/ssh_host_ed25519_key.pub" "$root/etc/ssh/"
+chmod 600 "$root/etc/ssh/ssh_host_ed25519_key"
+mkdir -p "$root/root/.ssh" "$root/run/sshd" "$root/run/fleetmend-lab"
+chmod 700 "$root/root/.ssh"
+cp "$labdir/id_ed25519.pub" "$root/root/.ssh/authorized_keys"
+chmod 600 "$root/root/.ssh/authorized_keys"
+cp "$hostdir/sshd_config" "$root/run/fleetmend-lab/sshd_config"
+printf '%s\n' "$name" > "$root/etc/hostname"
+hostname "$name"
+
+# Hide the lab's state and the project checkout from inside the host.
+for dir in "$@"; do
+  if [ -d "$root$dir" ]; then mount -t tmpfs -o ro,size=4k,mode=755 tmpfs "$root$dir"; fi
+done
+
+mkdir "$root/run/oldroot"
+cd "$root"
+pivot_root . run/oldroot
+cd /
+umount -l /run/oldroot
+rmdir /run/oldroot
+exec /usr/sbin/sshd -D -e -f /run/fleetmend-lab/sshd_config
