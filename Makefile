@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# ansible-runner runs `ansible-playbook` from PATH: the one in our virtualenv.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: demo test lint setup clean
 

@@ -1,0 +1,78 @@
+"""Helpers for tests against a real lab: root check and a strict SSH client."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+import paramiko
+import pytest
+
+from fleetmend.lab import Lab
+
+
+def require_root() -> None:
+    """Lab tests never skip silently: without root they fail saying what they need."""
+    if sys.platform != "linux" or os.geteuid() != 0:
+        pytest.fail(
+            "lab tests need root on Linux (namespaces, overlay mounts, sshd); "
+            "run `make test` as root, as CI does",
+            pytrace=False,
+        )
+
+
+def client(lab: Lab, name: str, *, timeout: float = 5.0) -> paramiko.SSHClient:
+    """An SSH connection to a lab host that trusts only the lab's known_hosts."""
+    host = lab.record().hosts[name]
+    ssh = paramiko.SSHClient()
+    ssh.load_host_keys(str(lab.known_hosts_path))
+    ssh.set_missing_host_key_policy(paramiko.RejectPolicy())
+    ssh.connect(
+        host.address,
+        port=host.port,
+        username="root",
+        key_filename=str(lab.key_path),
+        look_for_keys=False,
+        allow_agent=False,
+        timeout=timeout,
+        banner_timeout=timeout,
+        auth_timeout=timeout,
+    )
+    return ssh
+
+
+def run(lab: Lab, name: str, command: str) -> str:
+    """Run `command` on a lab host; fail the test on a non-zero exit."""
+    with client(lab, name) as ssh:
+        _, stdout, stderr = ssh.exec_command(command, timeout=30)
+        out = stdout.read().decode()
+        code = stdout.channel.recv_exit_status()
+        assert code == 0, f"{name}: {command!r} exited {code}: {stderr.read().decode()}"
+        return out
+
+
+def tcp_refused(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=2):
+            return False
+    except ConnectionRefusedError:
+        return True
+
+
+def banner_within(address: str, port: int, seconds: float) -> bool:
+    """True when the port answers with an SSH banner within `seconds`."""
+    with socket.create_connection((address, port), timeout=2) as sock:
+        sock.settimeout(seconds)
+        try:
+            return sock.recv(16).startswith(b"SSH-")
+        except TimeoutError:
+            return False
+
+
+def host_mounts_mention(path: Path) -> list[str]:
+    """Mount table lines of this (the machine's) namespace that mention `path`."""
+    return [
+        line for line in Path("/proc/self/mounts").read_text().splitlines() if str(path) in line
+    ]
