@@ -147,8 +147,13 @@ class FileSpec(Strict):
 
 
 class ServiceSpec(Strict):
+    """A service's wanted state. Without systemd on the host (containers, the lab),
+    `process` is the process name that shows the service running (default: its name).
+    """
+
     state: Literal["running", "stopped"] = "running"
     enabled: bool = True
+    process: Name | None = None
 
 
 class UserSpec(Strict):

@@ -12,6 +12,7 @@ import io
 import os
 import re
 from collections.abc import Iterable
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,31 @@ class Inventory(BaseModel):
             return []
         members = self.replica_sets[host.replica_set].members
         return [self.hosts[m] for m in members if m != host.name]
+
+    def select(self, patterns: list[str]) -> list[Host]:
+        """Managed hosts matching any pattern (host or group name, shell-style); all if none.
+
+        A pattern that matches nothing is an error, so a typo never checks zero hosts.
+        """
+        hosts = self.managed()
+        if not patterns:
+            return hosts
+        chosen: dict[str, Host] = {}
+        for pattern in patterns:
+            matched = [
+                h
+                for h in hosts
+                if fnmatchcase(h.name, pattern) or any(fnmatchcase(g, pattern) for g in h.groups)
+            ]
+            if not matched:
+                raise InputError.one(
+                    self.source,
+                    "",
+                    f"no managed host or group matches {pattern!r}",
+                    f"hosts: {_sample(h.name for h in hosts)}",
+                )
+            chosen.update((h.name, h) for h in matched)
+        return [chosen[n] for n in sorted(chosen)]
 
     def host(self, name: str) -> Host:
         if name not in self.hosts:

@@ -10,7 +10,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from fleetmend import __version__
-from fleetmend.cli import images, inventory, lab, validate
+from fleetmend.cli import check, images, inventory, lab, validate
 from fleetmend.console import OutputFormat, err
 from fleetmend.errors import ExitCode, FleetmendError
 from fleetmend.settings import DEFAULT_IMAGES, DEFAULT_INVENTORY, DEFAULT_STATE_DIR, Settings
@@ -49,6 +49,8 @@ app.add_typer(images.app, name="images")
 app.add_typer(inventory.app, name="inventory")
 app.add_typer(lab.app, name="lab")
 app.command("validate")(validate.validate_command)
+app.command("check")(check.check_command)
+app.command("history")(check.history_command)
 
 
 def _version(value: bool) -> None:

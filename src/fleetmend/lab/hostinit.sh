@@ -14,6 +14,8 @@ mount -t overlay overlay -o "lowerdir=/,upperdir=$hostdir/upper,workdir=$hostdir
 
 # Fresh /proc (this PID namespace's), /run and /tmp; the machine's devices; /sys.
 mount -t proc proc "$root/proc"
+# Kernel parameters are the machine's: a lab host may read them, never change them.
+mount --bind -o ro "$root/proc/sys" "$root/proc/sys"
 mount -t tmpfs -o mode=755,size=64m tmpfs "$root/run"
 mount -t tmpfs -o mode=1777,size=256m tmpfs "$root/tmp"
 mount --rbind /dev "$root/dev"

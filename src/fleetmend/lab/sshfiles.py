@@ -17,7 +17,8 @@ from typing import Any
 import yaml
 
 from fleetmend.errors import FleetmendError
-from fleetmend.lab.state import LabRecord, write_atomic
+from fleetmend.fsutil import write_atomic
+from fleetmend.lab.state import LabRecord
 
 
 def keygen(path: Path, comment: str) -> str:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from fleetmend.fsutil import write_atomic
 
 
 class Fault(StrEnum):
@@ -90,14 +91,6 @@ def read_record(path: Path) -> LabRecord:
 
 def write_record(path: Path, record: LabRecord) -> None:
     write_atomic(path, json.dumps(record.model_dump(mode="json"), indent=2) + "\n")
-
-
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write `text` so readers see the old or the new file, never half of one."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    tmp.chmod(mode)
-    tmp.replace(path)
 
 
 @contextlib.contextmanager

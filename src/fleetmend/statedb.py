@@ -1,0 +1,52 @@
+"""The state database: one SQLite file in the state directory, migrated in place.
+
+Check results live here now; the journal, locks and audit log of later stages
+join it as new migrations (never by editing an old one).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+MIGRATIONS: list[str] = [
+    # 1: check results, for `fleetmend history`
+    """
+    CREATE TABLE checks (
+        id INTEGER PRIMARY KEY,
+        started_at TEXT NOT NULL,
+        seconds REAL NOT NULL,
+        source TEXT NOT NULL,
+        counts TEXT NOT NULL
+    );
+    CREATE TABLE check_hosts (
+        check_id INTEGER NOT NULL REFERENCES checks(id),
+        host TEXT NOT NULL,
+        verdict TEXT NOT NULL,
+        reason TEXT,
+        detail TEXT NOT NULL,
+        items TEXT NOT NULL,
+        PRIMARY KEY (check_id, host)
+    );
+    CREATE INDEX check_hosts_by_host ON check_hosts(host, check_id);
+    """,
+]
+
+
+def connect(state_dir: Path) -> sqlite3.Connection:
+    """Open (creating and migrating as needed) the state database of `state_dir`."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(state_dir / "state.db", timeout=30, isolation_level=None)
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA foreign_keys=ON")
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        # one transaction per migration, the version bump included
+        try:
+            db.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;")
+        except sqlite3.Error:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+    return db

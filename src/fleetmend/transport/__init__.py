@@ -1,0 +1,1 @@
+"""Reaching hosts: SSH connections (the only module that imports paramiko) and parallelism."""

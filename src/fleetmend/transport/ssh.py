@@ -1,0 +1,366 @@
+"""SSH connections with paramiko: verified host keys, timeouts, jump hosts, reuse.
+
+A `Connection` is made without I/O, opens on first use, runs commands and
+closes (also as a context manager). `Connections` hands out one connection per
+host for a whole command, and shares jump-host connections between hosts.
+Failures to reach a host become `Unreachable` with a reason a person and a
+scheduler can both act on: timeout, refused, auth, host-key, dns or error.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import paramiko
+
+from fleetmend.transport.target import Target
+
+# paramiko logs every failed handshake with a traceback from its own thread;
+# failures reach the user as `Unreachable` values instead.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+logging.getLogger("paramiko").propagate = False
+
+
+class Reason(StrEnum):
+    TIMEOUT = "timeout"
+    REFUSED = "refused"
+    AUTH = "auth"
+    HOST_KEY = "host-key"
+    DNS = "dns"
+    ERROR = "error"
+
+
+class Unreachable(Exception):
+    """A host could not be reached or did not answer in time."""
+
+    def __init__(self, host: str, reason: Reason, detail: str) -> None:
+        super().__init__(f"{host}: {reason.value}: {detail}")
+        self.host = host
+        self.reason = reason
+        self.detail = detail
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    digest = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+    return f"SHA256:{digest}"
+
+
+@dataclass(frozen=True)
+class Result:
+    stdout: str
+    stderr: str
+    exit_code: int
+    seconds: float
+
+
+class KnownHosts:
+    """Host keys to trust: the user's known_hosts files plus fleetmend's own.
+
+    Unknown keys are refused, naming host and fingerprint, unless `accept_new`
+    is set: then they are written to fleetmend's own file (trust on first use,
+    like OpenSSH's accept-new). A changed key is always refused.
+    """
+
+    def __init__(self, own: Path, user_files: list[Path], *, accept_new: bool = False) -> None:
+        self.own = own
+        self.accept_new = accept_new
+        self.keys = paramiko.HostKeys()
+        self._lock = threading.Lock()
+        for path in [*user_files, own]:
+            if path.is_file():
+                self.keys.load(str(path))
+        self.accepted: list[tuple[str, str]] = []
+
+    def load_extra(self, files: tuple[str, ...]) -> None:
+        with self._lock:
+            for name in files:
+                if Path(name).is_file():
+                    self.keys.load(name)
+
+    def verify(self, target: Target, key: paramiko.PKey) -> None:
+        name = target.known_hosts_name
+        with self._lock:
+            known = self.keys.lookup(name)
+            if known is not None and key.get_name() in known:
+                if known[key.get_name()] == key:
+                    return
+                raise Unreachable(
+                    target.name,
+                    Reason.HOST_KEY,
+                    f"host key of {name} CHANGED: known {fingerprint(known[key.get_name()])}, "
+                    f"offered {fingerprint(key)}; if the host was rebuilt, remove the old key "
+                    f"(ssh-keygen -R '{name}') or let its provider record the new one",
+                )
+            if known is not None:  # known with other key types only
+                types = ", ".join(known.keys())
+                raise Unreachable(
+                    target.name,
+                    Reason.HOST_KEY,
+                    f"{name} offered a {key.get_name()} key {fingerprint(key)} but is known "
+                    f"only with {types}",
+                )
+            if not self.accept_new:
+                raise Unreachable(
+                    target.name,
+                    Reason.HOST_KEY,
+                    f"unknown host key for {name}: {key.get_name()} {fingerprint(key)}; "
+                    "verify it and add it to known_hosts, or run with --accept-new to trust it "
+                    "on first use",
+                )
+            self.keys.add(name, key.get_name(), key)
+            self.own.parent.mkdir(parents=True, exist_ok=True)
+            with self.own.open("a") as handle:
+                handle.write(f"{name} {key.get_name()} {key.get_base64()}\n")
+            self.accepted.append((name, fingerprint(key)))
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float = 10.0
+    """TCP connect, SSH banner, key exchange and authentication, each."""
+    command: float = 60.0
+
+
+class Connection:
+    """One SSH session to one host: opened lazily, reused for every command."""
+
+    def __init__(
+        self,
+        target: Target,
+        known: KnownHosts,
+        timeouts: Timeouts,
+        jump: Connection | None = None,
+    ) -> None:
+        self.target = target
+        self.known = known
+        self.timeouts = timeouts
+        self.jump = jump
+        self._transport: paramiko.Transport | None = None
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def open(self) -> paramiko.Transport:
+        with self._lock:
+            if self._transport is None or not self._transport.is_active():
+                self._transport = self._connect()
+            return self._transport
+
+    def _socket(self) -> socket.socket | paramiko.Channel:
+        t = self.target
+        if self.jump is not None:
+            hop = self.jump.open()
+            try:
+                return hop.open_channel(
+                    "direct-tcpip",
+                    (t.address, t.port),
+                    ("127.0.0.1", 0),
+                    timeout=self.timeouts.connect,
+                )
+            except (paramiko.SSHException, OSError) as exc:
+                raise Unreachable(
+                    t.name,
+                    Reason.ERROR,
+                    f"jump host {self.jump.target.name} could not reach it: {exc}",
+                ) from None
+        try:
+            return socket.create_connection((t.address, t.port), timeout=self.timeouts.connect)
+        except TimeoutError:
+            raise Unreachable(
+                t.name,
+                Reason.TIMEOUT,
+                f"no TCP connection to {t.address}:{t.port} within {self.timeouts.connect:g}s",
+            ) from None
+        except ConnectionRefusedError:
+            raise Unreachable(
+                t.name, Reason.REFUSED, f"{t.address}:{t.port} refused the connection"
+            ) from None
+        except socket.gaierror as exc:
+            raise Unreachable(
+                t.name, Reason.DNS, f"cannot resolve {t.address}: {exc.strerror}"
+            ) from None
+        except OSError as exc:
+            raise Unreachable(
+                t.name, Reason.ERROR, f"{t.address}:{t.port}: {exc.strerror or exc}"
+            ) from None
+
+    def _connect(self) -> paramiko.Transport:
+        t = self.target
+        sock = self._socket()
+        transport = paramiko.Transport(sock)
+        transport.banner_timeout = self.timeouts.connect
+        transport.handshake_timeout = self.timeouts.connect
+        transport.auth_timeout = self.timeouts.connect
+        try:
+            transport.start_client(timeout=self.timeouts.connect)
+        except paramiko.SSHException as exc:
+            # paramiko's own thread saw the real cause; the raised one may be generic
+            cause = transport.get_exception() or exc
+            transport.close()
+            text = str(cause)
+            if "banner" in text.lower() or isinstance(cause.__cause__, TimeoutError):
+                raise Unreachable(
+                    t.name,
+                    Reason.TIMEOUT,
+                    f"no SSH banner from {t.address}:{t.port} within "
+                    f"{self.timeouts.connect:g}s (host hung?)",
+                ) from None
+            raise Unreachable(t.name, Reason.ERROR, f"SSH negotiation failed: {text}") from None
+        except (EOFError, OSError) as exc:
+            transport.close()
+            raise Unreachable(
+                t.name, Reason.ERROR, f"connection lost during negotiation: {exc}"
+            ) from None
+        if not (transport.is_active() and transport.initial_kex_done):
+            # start_client gives up at its timeout without raising when the banner
+            # or key exchange has not come by then: a hung host
+            transport.close()
+            raise Unreachable(
+                t.name,
+                Reason.TIMEOUT,
+                f"no SSH banner or key exchange from {t.address}:{t.port} within "
+                f"{self.timeouts.connect:g}s (host hung?)",
+            )
+        try:
+            self.known.load_extra(t.known_hosts)
+            self.known.verify(t, transport.get_remote_server_key())
+            self._authenticate(transport)
+        except Unreachable:
+            transport.close()
+            raise
+        return transport
+
+    def _keys(self) -> list[paramiko.PKey]:
+        keys: list[paramiko.PKey] = []
+        for key_file in self.target.key_files:
+            if Path(key_file).is_file():
+                try:
+                    keys.append(paramiko.PKey.from_path(key_file))
+                except (paramiko.SSHException, OSError, ValueError):
+                    continue  # unreadable or passphrase-protected: the agent may have it
+        if not self.target.identities_only or not keys:
+            keys += list(paramiko.Agent().get_keys())
+            if not self.target.key_files:
+                for name in ("id_ed25519", "id_ecdsa", "id_rsa"):
+                    default = Path.home() / ".ssh" / name
+                    if default.is_file():
+                        try:
+                            keys.append(paramiko.PKey.from_path(str(default)))
+                        except (paramiko.SSHException, OSError, ValueError):
+                            continue
+        return keys
+
+    def _authenticate(self, transport: paramiko.Transport) -> None:
+        t = self.target
+        tried = []
+        for key in self._keys():
+            try:
+                transport.auth_publickey(t.user, key)
+                return
+            except paramiko.AuthenticationException:
+                tried.append(fingerprint(key))
+            except paramiko.SSHException as exc:
+                raise Unreachable(t.name, Reason.AUTH, f"authentication failed: {exc}") from None
+        what = (
+            f"keys tried: {', '.join(tried)}"
+            if tried
+            else "no key to offer (no key file, no agent)"
+        )
+        raise Unreachable(t.name, Reason.AUTH, f"{t.user}@{t.address} refused our keys; {what}")
+
+    def run(
+        self, command: str, *, stdin: str | None = None, timeout: float | None = None
+    ) -> Result:
+        """Run `command` on the host, feeding `stdin`; raise `Unreachable` on a timeout."""
+        limit = timeout or self.timeouts.command
+        start = time.monotonic()
+        transport = self.open()
+        try:
+            channel = transport.open_session(timeout=self.timeouts.connect)
+        except (paramiko.SSHException, OSError) as exc:
+            raise Unreachable(
+                self.target.name, Reason.ERROR, f"cannot open a session: {exc}"
+            ) from None
+        with channel:
+            channel.settimeout(limit)
+            try:
+                channel.exec_command(command)
+                if stdin is not None:
+                    channel.sendall(stdin.encode())
+                channel.shutdown_write()
+                stdout = _read_all(channel, start + limit, stderr=False)
+                stderr = _read_all(channel, start + limit, stderr=True)
+                code = channel.recv_exit_status()
+            except TimeoutError:
+                raise Unreachable(
+                    self.target.name, Reason.TIMEOUT, f"command did not finish within {limit:g}s"
+                ) from None
+        return Result(
+            stdout.decode(errors="replace"),
+            stderr.decode(errors="replace"),
+            code,
+            time.monotonic() - start,
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._transport is not None:
+                self._transport.close()
+                self._transport = None
+
+
+def _read_all(channel: paramiko.Channel, deadline: float, *, stderr: bool) -> bytes:
+    chunks: list[bytes] = []
+    read = channel.recv_stderr if stderr else channel.recv
+    while True:
+        if time.monotonic() > deadline:
+            raise TimeoutError
+        chunk = read(65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+class Connections:
+    """One connection per host (and per jump host) for the length of a command."""
+
+    def __init__(self, known: KnownHosts, timeouts: Timeouts) -> None:
+        self.known = known
+        self.timeouts = timeouts
+        self._by_key: dict[tuple[str, str, int], Connection] = {}
+        self._lock = threading.Lock()
+
+    def get(self, target: Target) -> Connection:
+        with self._lock:
+            return self._get(target)
+
+    def _get(self, target: Target) -> Connection:
+        key = (target.user, target.address, target.port)
+        if key not in self._by_key:
+            jump = self._get(target.jump) if target.jump else None
+            self._by_key[key] = Connection(target, self.known, self.timeouts, jump)
+        return self._by_key[key]
+
+    def close(self) -> None:
+        with self._lock:
+            for connection in self._by_key.values():
+                connection.close()
+            self._by_key.clear()
+
+    def __enter__(self) -> Connections:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
