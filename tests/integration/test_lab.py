@@ -35,9 +35,18 @@ from tests.integration.lab_helpers import (
 REPO = Path(__file__).resolve().parents[2]
 
 
+def lab_inventory(directory: Path, net: str = "127.77.200.") -> Path:
+    """The shipped lab inventory on addresses of its own, so a demo lab left running on
+    this machine (127.77.0.x) cannot collide with the test's."""
+    text = (REPO / "inventories" / "lab.yaml").read_text().replace("127.77.0.", net)
+    path = directory / "lab.yaml"
+    path.write_text(text)
+    return path
+
+
 def start_lab(state: Path) -> Lab:
     require_root()
-    fleet = Fleet.load(REPO / "images", REPO / "inventories" / "lab.yaml")
+    fleet = Fleet.load(REPO / "images", lab_inventory(state))
     lab = Lab(state)
     replica_sets = {n: {"min_live": r.min_live} for n, r in fleet.inventory.replica_sets.items()}
     lab.up(hosts_from_fleet(fleet), source="inventories/lab.yaml", replica_sets=replica_sets)
@@ -129,7 +138,7 @@ def test_ansible_runner_reaches_every_host(
 
 def test_up_again_leaves_running_hosts_alone(lab: Lab) -> None:
     before = {h.name: h.pid for h in lab.status()}
-    fleet = Fleet.load(REPO / "images", REPO / "inventories" / "lab.yaml")
+    fleet = Fleet.load(REPO / "images", lab_inventory(lab.dir.parent))
     lab.up(hosts_from_fleet(fleet), source="inventories/lab.yaml")
     assert {h.name: h.pid for h in lab.status()} == before
 

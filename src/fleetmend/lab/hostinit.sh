@@ -1,12 +1,13 @@
 # Runs as the first process of a lab host's new mount, UTS and PID namespaces
 # (started by `unshare`), builds the host's root and becomes its sshd.
-# $0 is the lab marker; positional arguments, in order:
-#   NAME HOSTDIR LABDIR HIDE...  (HIDE: directories to mask inside the host)
+# Arguments, in order: MARKER NAME HOSTDIR LABDIR HIDE...
+#   MARKER is only there to be seen in `unshare`'s command line (see procs.py);
+#   HIDE are directories to mask inside the host.
 # HOSTDIR holds upper/ work/ root/ and the host's sshd_config and host key;
 # LABDIR holds the lab's client key (id_ed25519.pub).
 set -eu
-name=$1 hostdir=$2 labdir=$3
-shift 3
+name=$2 hostdir=$3 labdir=$4
+shift 4
 root=$hostdir/root
 
 mount --make-rprivate /

@@ -287,7 +287,7 @@ class Lab:
             if left:
                 raise LabError(f"lab processes still running: {sorted(left)}")
             shutil.rmtree(self.dir / "hosts", ignore_errors=True)
-            for name in ("lab.json", "ssh_config", "known_hosts", "inventory.yaml"):
+            for name in ("lab.json", "ssh_config", "known_hosts", "inventory.yaml", "hostinit.sh"):
                 (self.dir / name).unlink(missing_ok=True)
         return sorted(set(stopped))
 

@@ -1,6 +1,6 @@
 """Lab processes: start a host's namespaces, find them again by marker, end them.
 
-Every lab host is started as `unshare ... /bin/sh -c SCRIPT MARKER ...`, where
+Every lab host is started as `unshare ... /bin/sh hostinit.sh MARKER ...`, where
 MARKER is `fleetmend-lab:<lab dir>:<host>`. The `unshare` process keeps that
 marker in its command line for its whole life, so the lab can find exactly the
 processes it started, by PID, even when its own record is lost.
@@ -118,7 +118,8 @@ def start_host(
     `--kill-child` ties the namespace to the `unshare` process: if it dies, the
     host's init gets SIGKILL and the namespace, with its mounts, goes with it.
     """
-    script = files("fleetmend.lab").joinpath("hostinit.sh").read_text()
+    script = lab_dir / "hostinit.sh"
+    script.write_text(files("fleetmend.lab").joinpath("hostinit.sh").read_text())
     argv = [
         "unshare",
         "--mount",
@@ -128,8 +129,7 @@ def start_host(
         "--kill-child",
         "--",
         "/bin/sh",
-        "-c",
-        script,
+        str(script),
         marker(lab_dir, name),
         name,
         str(host_dir),
