@@ -65,7 +65,8 @@ def _label(value: str) -> str:
 
 def _metric(name: str, labels: dict[str, str], value: float) -> str:
     inner = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
-    return f"{name}{{{inner}}} {value:g}" if inner else f"{name} {value:g}"
+    number = str(int(value)) if float(value).is_integer() else repr(float(value))  # full precision
+    return f"{name}{{{inner}}} {number}" if inner else f"{name} {number}"
 
 
 def to_prometheus(report: CheckReport) -> str:
