@@ -45,7 +45,7 @@ else sh -c "$1"; fi; }}
 _line() {{ tr '\\n\\t' '  ' | head -c 300; echo; }}
 echo '{HEADER}'
 echo '@@os'; cat /etc/os-release /usr/lib/os-release 2>/dev/null | head -n 40
-echo '@@stamp'; cat {STAMP_PATH} 2>/dev/null
+echo '@@stamp'; cat {STAMP_PATH} 2>/dev/null; echo  # a stamp may lack its last newline
 """
 
 

@@ -16,6 +16,8 @@ import time
 from importlib.resources import files
 from pathlib import Path
 
+from fleetmend.fsutil import write_atomic
+
 MARKER_PREFIX = "fleetmend-lab:"
 
 
@@ -119,7 +121,10 @@ def start_host(
     host's init gets SIGKILL and the namespace, with its mounts, goes with it.
     """
     script = lab_dir / "hostinit.sh"
-    script.write_text(files("fleetmend.lab").joinpath("hostinit.sh").read_text())
+    text = files("fleetmend.lab").joinpath("hostinit.sh").read_text()
+    if not script.is_file() or script.read_text() != text:
+        # sh reads its script as it runs: replace the file, never rewrite it in place
+        write_atomic(script, text)
     argv = [
         "unshare",
         "--mount",

@@ -85,8 +85,14 @@ def _expand(path: str) -> str:
     return str(Path(os.path.expandvars(path)).expanduser())
 
 
-def _jump(spec: str, config: object | None, known: tuple[str, ...]) -> Target | None:
-    """A ProxyJump value (`[user@]host[:port][,next...]`) as a chain of targets."""
+def _jump(
+    spec: str, config: object | None, known: tuple[str, ...], keys: tuple[str, ...]
+) -> Target | None:
+    """A ProxyJump value (`[user@]host[:port][,next...]`) as a chain of targets.
+
+    A jump host without an IdentityFile of its own in ssh_config uses the
+    target's keys (the inventory's ansible_ssh_private_key_file).
+    """
     if not spec or spec.lower() == "none":
         return None
     hops = [h.strip() for h in spec.split(",") if h.strip()]
@@ -95,13 +101,13 @@ def _jump(spec: str, config: object | None, known: tuple[str, ...]) -> Target | 
         user, _, rest = hop.rpartition("@")
         hostname, _, port = rest.partition(":")
         cfg = _lookup(config, hostname)
-        keys = tuple(_expand(str(k)) for k in cfg.get("identityfile", []))  # type: ignore[attr-defined]
+        own = tuple(_expand(str(k)) for k in cfg.get("identityfile", []))  # type: ignore[attr-defined]
         previous = Target(
             name=hostname,
             address=str(cfg.get("hostname", hostname)),
             port=int(port or cfg.get("port", 22)),  # type: ignore[call-overload]
             user=user or str(cfg.get("user", getpass.getuser())),
-            key_files=keys,
+            key_files=own or keys,
             known_hosts=known,
             jump=previous,
         )
@@ -125,6 +131,7 @@ def target_for(host: Host, source: str, ssh_config: Path | None) -> Target:
     keys += [_expand(str(k)) for k in cfg.get("identityfile", [])]  # type: ignore[attr-defined]
     identities_only = (opts.get("identitiesonly") or str(cfg.get("identitiesonly", "no"))).lower()
     jump_spec = opts.get("proxyjump") or str(cfg.get("proxyjump", ""))
+    key_files = tuple(dict.fromkeys(keys))
     return Target(
         name=host.name,
         address=str(cfg.get("hostname", host.address))
@@ -132,8 +139,8 @@ def target_for(host: Host, source: str, ssh_config: Path | None) -> Target:
         else host.address,
         port=host.port,
         user=host.user or opts.get("user") or str(cfg.get("user", getpass.getuser())),
-        key_files=tuple(dict.fromkeys(keys)),
+        key_files=key_files,
         identities_only=identities_only == "yes",
         known_hosts=known,
-        jump=_jump(jump_spec, config, known),
+        jump=_jump(jump_spec, config, known, key_files),
     )
