@@ -3,7 +3,7 @@
 # Idempotent and quiet when everything is already there, so `make` stays fast.
 set -euo pipefail
 
-packages=(python3 python3-venv python3-pip openssh-server openssh-client rsync iproute2 util-linux procps)
+packages=(python3 python3-venv python3-pip python3-apt openssh-server openssh-client rsync iproute2 util-linux procps)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -159,11 +159,27 @@ def template_context(image: Image, host: Host, peers: list[Host]) -> dict[str, A
     return context
 
 
+_ENVIRONMENTS: dict[str, SandboxedEnvironment] = {}
+
+
+def _image_environment(image: Image) -> SandboxedEnvironment:
+    """One environment per image digest, so each template compiles once per run.
+
+    The digest covers every template source, so an entry can never be stale.
+    """
+    env = _ENVIRONMENTS.get(image.digest)
+    if env is None:
+        if len(_ENVIRONMENTS) >= 64:
+            _ENVIRONMENTS.clear()
+        env = _ENVIRONMENTS[image.digest] = _environment(_SourcesLoader(image.templates))
+    return env
+
+
 def render_template(
     image: Image, name: str, context: Mapping[str, Any], *, template_dir: str, host: str
 ) -> str:
     """Render one of the image's templates from the sources its digest covers."""
-    env = _environment(_SourcesLoader(image.templates))
+    env = _image_environment(image)
     try:
         return env.get_template(name).render(context)
     except jinja2.UndefinedError as exc:

@@ -56,17 +56,17 @@ VERSION_ID="12"
 dpkg
 redis-server\t5:7.0.15-1~deb12u1\tii\x20
 rsync\t3.2.7-1\trc\x20
-@@file 0
+@@files
+1
+0
+@@stat
 644\troot\troot\tregular file
+@@sums
 e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
-@@file 1
-missing
 @@service 0
 process\tactive\tenabled
-@@sysctl 0
-4096\t131072  6291456
-@@sysctl 1
-@@missing
+@@sysctls
+/proc/sys/net/ipv4/tcp_rmem:4096\t131072  6291456
 @@user 0
 ops:x:1001:1001::/home/ops:/bin/bash
 ops
@@ -128,8 +128,11 @@ def test_parse_every_section(kv: DesiredState) -> None:
         ("", "does not start with its header"),
         ("bash: sh: not found\n", "does not start with its header"),
         (OUTPUT.replace("@@end\n", ""), "ends early"),
-        (OUTPUT.replace("@@file 1\nmissing\n", ""), "lacks the file section for '/etc/b'"),
+        (OUTPUT.replace("@@files\n1\n0\n", "@@files\n1\n"), "unreadable file presence"),
         (OUTPUT.replace("644\troot\troot\tregular file", "644 root"), "unreadable file facts"),
+        (OUTPUT.replace("@@sums\ne3b0", "@@sums\n@@x\ne3b0"), "no checksum for '/etc/a'"),
+        (OUTPUT.replace("/proc/sys/net/ipv4/tcp_rmem:", "garbage"), "unreadable sysctl line"),
+        (OUTPUT.replace("@@service 0\n", ""), "lacks the service section"),
         (OUTPUT.replace("ops:x:1001:1001", "ops:x:abc:1001"), "unreadable probe output"),
         (OUTPUT.replace("health\t1\t", "health:1"), "unreadable volume health line"),
     ],

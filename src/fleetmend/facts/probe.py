@@ -69,12 +69,21 @@ def probe_script(state: DesiredState) -> str:
         f"elif command -v rpm >/dev/null; then echo rpm; {rpm}"
         "else echo none; fi\n"
     )
-    for i, path in enumerate(state.files):
+    if state.files:
+        # Batched: one stat and one sha256sum for all files, however many there are.
+        # Presence comes first, one line per declared file; stat lines follow for
+        # the present ones and checksums for the regular ones, in declared order.
+        paths = " ".join(_q(p) for p in state.files)
         out.append(
-            f"echo '@@file {i}'; f={_q(path)}\n"
-            'if [ -e "$f" ] || [ -L "$f" ]; then stat -c \'%a\t%U\t%G\t%F\' "$f"; '
-            'if [ -f "$f" ]; then sha256sum "$f" | cut -d" " -f1; else echo -; fi; '
-            "else echo missing; fi\n"
+            "echo '@@files'\n"
+            f'for f in {paths}; do if [ -e "$f" ] || [ -L "$f" ]; then echo 1; '
+            "else echo 0; fi; done\n"
+            f'set --; for f in {paths}; do if [ -e "$f" ] || [ -L "$f" ]; then '
+            'set -- "$@" "$f"; fi; done\n'
+            "echo '@@stat'; [ $# -gt 0 ] && stat -c '%a\t%U\t%G\t%F' -- \"$@\"\n"
+            f'set --; for f in {paths}; do if [ -f "$f" ]; then set -- "$@" "$f"; fi; done\n'
+            "echo '@@sums'; [ $# -gt 0 ] && sha256sum -- \"$@\" | while read -r h _; do "
+            'echo "${h#\\\\}"; done\n'
         )
     for i, (name, spec) in enumerate(state.services.items()):
         process = spec.process or name
@@ -88,9 +97,11 @@ def probe_script(state: DesiredState) -> str:
             ">/dev/null 2>&1; then e=enabled; else e=disabled; fi; "
             'printf "process\\t%s\\t%s\\n" "$r" "$e"; fi\n'
         )
-    for i, key in enumerate(state.sysctls):
-        path = "/proc/sys/" + key.replace(".", "/")
-        out.append(f"echo '@@sysctl {i}'; cat {_q(path)} || echo '@@missing'\n")
+    if state.sysctls:
+        # One grep for all: "path:value" lines (a missing key prints nothing). Not the
+        # shell's `read`: /proc/sys answers byte-sized reads with the first byte only.
+        paths = " ".join(_q(_sysctl_path(k)) for k in state.sysctls)
+        out.append(f"echo '@@sysctls'; grep -sH '' {paths}\n")
     for i, user in enumerate(state.users):
         out.append(
             f"echo '@@user {i}'; u={_q(user)}\n"
@@ -128,7 +139,7 @@ def _sections(output: str) -> dict[str, list[str]]:
     sections: dict[str, list[str]] = {}
     current = ""
     for line in lines[1 : lines.index(END)]:
-        if line.startswith("@@") and line != "@@missing":
+        if line.startswith("@@"):
             current = line[2:]
             sections[current] = []
         elif current:
@@ -167,21 +178,38 @@ def _packages(lines: list[str], wanted: list[str]) -> tuple[Family | None, dict[
     return family, installed
 
 
-def _file(lines: list[str]) -> FileFact:
-    if not lines or lines[0] == "missing":
-        return FileFact(exists=False)
-    parts = lines[0].split("\t")
-    if len(parts) != 4:
-        raise ProbeError(f"unreadable file facts: {lines[0]!r}")
-    digest = lines[1] if len(lines) > 1 and lines[1] != "-" else None
-    return FileFact(
-        exists=True,
-        mode=parts[0].zfill(4),
-        owner=parts[1],
-        group=parts[2],
-        kind=parts[3],
-        sha256=digest,
-    )
+def _files(sections: dict[str, list[str]], paths: list[str]) -> dict[str, FileFact]:
+    """Files from the batched sections: presence per path, then stat, then checksums."""
+    if not paths:
+        return {}
+    for name in ("files", "stat", "sums"):
+        if name not in sections:
+            raise ProbeError(f"probe output lacks its {name} section")
+    present = sections["files"]
+    if len(present) != len(paths) or set(present) - {"0", "1"}:
+        raise ProbeError(f"unreadable file presence lines: {present[:3]}")
+    stats = iter(sections["stat"])
+    sums = iter(sections["sums"])
+    out = {}
+    for path, flag in zip(paths, present, strict=True):
+        if flag == "0":
+            out[path] = FileFact(exists=False)
+            continue
+        parts = next(stats, "").split("\t")
+        if len(parts) != 4:
+            raise ProbeError(f"unreadable file facts for {path!r}: {parts}")
+        digest = next(sums, None) if parts[3].startswith("regular") else None
+        if parts[3].startswith("regular") and not digest:
+            raise ProbeError(f"no checksum for {path!r}")
+        out[path] = FileFact(
+            exists=True,
+            mode=parts[0].zfill(4),
+            owner=parts[1],
+            group=parts[2],
+            kind=parts[3],
+            sha256=digest,
+        )
+    return out
 
 
 def _service(lines: list[str]) -> ServiceFact:
@@ -255,10 +283,22 @@ def _indexed(
         yield name, sections[key]
 
 
-def _sysctl(lines: list[str]) -> str | None:
-    if not lines or lines == ["@@missing"]:
-        return None
-    return " ".join(" ".join(lines).split())
+def _sysctl_path(key: str) -> str:
+    return "/proc/sys/" + key.replace(".", "/")
+
+
+def _sysctls(sections: dict[str, list[str]], keys: list[str]) -> dict[str, str | None]:
+    if not keys:
+        return {}
+    if "sysctls" not in sections:
+        raise ProbeError("probe output lacks its sysctls section")
+    found: dict[str, str] = {}
+    for line in sections["sysctls"]:
+        path, sep, value = line.partition(":")
+        if not sep:
+            raise ProbeError(f"unreadable sysctl line: {line!r}")
+        found[path] = " ".join(value.split())
+    return {k: found.get(_sysctl_path(k)) for k in keys}
 
 
 def parse_probe(host: str, state: DesiredState, output: str) -> Facts:
@@ -279,14 +319,12 @@ def parse_probe(host: str, state: DesiredState, output: str) -> Facts:
             stamp_error=stamp_error,
             family=family,
             packages=packages,
-            files={p: _file(lines) for p, lines in _indexed(sections, "file", list(state.files))},
+            files=_files(sections, list(state.files)),
             services={
                 s: _service(lines)
                 for s, lines in _indexed(sections, "service", list(state.services))
             },
-            sysctls={
-                k: _sysctl(lines) for k, lines in _indexed(sections, "sysctl", list(state.sysctls))
-            },
+            sysctls=_sysctls(sections, list(state.sysctls)),
             users={u: _user(lines) for u, lines in _indexed(sections, "user", list(state.users))},
             groups={
                 g: _group(lines) for g, lines in _indexed(sections, "group", list(state.groups))
