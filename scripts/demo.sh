@@ -26,11 +26,16 @@ step "kv-2's redis.conf, rendered with its peers" $fm images render kv --host kv
 trap '$fm lab down >/dev/null 2>&1 || true' EXIT
 step "start the lab fleet of inventories/lab.yaml" $fm lab up
 step "reach a host over SSH with strict host-key checking" $fm lab ssh kv-1 -- 'hostname; ps -o pid,comm -p 1; ls -ld /var/lib/redis'
+labinv=$FLEETMEND_STATE_DIR/lab/inventory.yaml
+expect 4 "drift check of the fresh lab: not converged yet, data volumes empty (exit 4)" $fm -i "$labinv" check
+expect 4 "every item of one host" $fm -i "$labinv" check -v web-1
 step "write some blobs on blob-1" $fm lab ssh blob-1 -- 'mkdir -p /srv/blobs/objects && for i in 1 2 3; do head -c 4096 /dev/urandom > /srv/blobs/objects/o$i; done; echo 1 > /srv/blobs/POSITION; cd /srv/blobs && sha256sum objects/* > /tmp/sums'
 step "break a host: down" $fm lab break kv-2 --fault down
 step "break a host: hung (TCP accepts, SSH never answers)" $fm lab break kv-3 --fault hang
 step "break a host: silently corrupted data" $fm lab break blob-1 --fault corrupt-data --count 2
 expect 4 "the lab from outside (exit 4: hosts not running)" $fm lab status
+expect 4 "the check tells refused from hung, and the floors" $fm -i "$labinv" check --timeout 2 kv
+step "when did kv-2 change?" $fm history kv-2
 expect 1 "the corruption is silent: same sizes, other hashes" $fm lab ssh blob-1 -- 'cd /srv/blobs && ls -l objects && sha256sum -c /tmp/sums'
 step "heal the faults" $fm lab heal-fault kv-2
 step "heal the faults" $fm lab heal-fault kv-3

@@ -114,7 +114,7 @@ def _what(h: HostReport) -> str:
         return f"{h.reason}: {h.detail}"
     if h.verdict is Verdict.FAILED and h.detail:
         return h.detail
-    counted = h.counted
+    counted = sorted(h.counted, key=lambda i: not i.failure)  # what makes it fail, first
     first = ", ".join(f"{i.kind.value} {i.target}" for i in counted[:3])
     more = f" (+{len(counted) - 3} more)" if len(counted) > 3 else ""
     waived = f"; {len(h.waived)} waived" if h.waived else ""
@@ -265,7 +265,10 @@ def history_command(
                     escape(
                         f"{e.reason}: {e.detail}"
                         if e.reason
-                        else ", ".join(f"{i['kind']} {i['target']}" for i in e.counted[:3])
+                        else ", ".join(
+                            f"{i['kind']} {i['target']}"
+                            for i in sorted(e.counted, key=lambda i: not i.get("failure"))[:3]
+                        )
                     ),
                 ]
                 for e in entries
