@@ -62,7 +62,7 @@ class HostVars(BaseModel):
     fleetmend_protected: bool = False
     fleetmend_replica_sets: dict[Name, ReplicaSetSpec] = Field(default_factory=dict)
     ansible_host: str | None = None
-    ansible_port: int = Field(default=22, ge=1, le=65535)
+    ansible_port: int | None = Field(default=None, ge=1, le=65535)
     ansible_user: str | None = None
     ansible_ssh_private_key_file: str | None = None
     ansible_ssh_common_args: str | None = None
@@ -84,6 +84,9 @@ class Host(BaseModel):
     protected: bool
     address: str
     port: int
+    """The SSH port: the inventory's, else 22 (see `port_given`)."""
+    port_given: bool = Field(default=True, exclude=True, repr=False)
+    """False when the inventory sets no port, so ~/.ssh/config may choose it."""
     user: str | None
     key_file: str | None
     ssh_common_args: str | None
@@ -243,7 +246,8 @@ def scan_inventory(path: Path) -> tuple[Inventory, list[Problem]]:
             site=hv.fleetmend_site,
             protected=hv.fleetmend_protected,
             address=hv.ansible_host or name,
-            port=hv.ansible_port,
+            port=hv.ansible_port or 22,
+            port_given=hv.ansible_port is not None,
             user=hv.ansible_user,
             key_file=hv.ansible_ssh_private_key_file,
             ssh_common_args=hv.ansible_ssh_common_args,

@@ -137,7 +137,7 @@ def target_for(host: Host, source: str, ssh_config: Path | None) -> Target:
         address=str(cfg.get("hostname", host.address))
         if host.address == host.name
         else host.address,
-        port=host.port,
+        port=host.port if host.port_given else int(str(cfg.get("port", 22))),
         user=host.user or opts.get("user") or str(cfg.get("user", getpass.getuser())),
         key_files=key_files,
         identities_only=identities_only == "yes",
