@@ -32,7 +32,8 @@ def test_inventory_over_ssh_config_over_defaults(tmp_path: Path) -> None:
           vars: {fleetmend_managed: false}
           hosts:
             db-1.internal: {}
-            db-2.internal: {ansible_port: 22, ansible_user: root, ansible_ssh_private_key_file: /k/root}
+            db-2.internal:
+              {ansible_port: 22, ansible_user: root, ansible_ssh_private_key_file: /k/root}
             web-1: {}
             lab-1:
               ansible_host: 127.0.0.5
