@@ -23,11 +23,13 @@ def require_root() -> None:
         )
 
 
-def client(lab: Lab, name: str, *, timeout: float = 5.0) -> paramiko.SSHClient:
-    """An SSH connection to a lab host that trusts only the lab's known_hosts."""
+def client(
+    lab: Lab, name: str, *, timeout: float = 5.0, known_hosts: Path | None = None
+) -> paramiko.SSHClient:
+    """An SSH connection to a lab host that trusts only the lab's known_hosts (or `known_hosts`)."""
     host = lab.record().hosts[name]
     ssh = paramiko.SSHClient()
-    ssh.load_host_keys(str(lab.known_hosts_path))
+    ssh.load_host_keys(str(known_hosts or lab.known_hosts_path))
     ssh.set_missing_host_key_policy(paramiko.RejectPolicy())
     ssh.connect(
         host.address,

@@ -77,19 +77,10 @@ def test_every_host_answers_with_its_own_key_and_name(lab: Lab) -> None:
 
 
 def test_an_unknown_host_key_is_refused(lab: Lab, tmp_path: Path) -> None:
-    host = lab.record().hosts["web-1"]
-    ssh = paramiko.SSHClient()
-    ssh.set_missing_host_key_policy(paramiko.RejectPolicy())
+    empty = tmp_path / "known_hosts"
+    empty.touch()
     with pytest.raises(paramiko.SSHException, match="not found in known_hosts"):
-        ssh.connect(
-            host.address,
-            port=host.port,
-            username="root",
-            key_filename=str(lab.key_path),
-            look_for_keys=False,
-            allow_agent=False,
-            timeout=5,
-        )
+        client(lab, "web-1", known_hosts=empty)
 
 
 def test_hosts_are_isolated_from_the_machine_and_each_other(lab: Lab) -> None:
