@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from fleetmend.errors import FleetmendError, display_path
+
 MIGRATIONS: list[str] = [
     # 1: check results, for `fleetmend history`
     """
@@ -33,10 +35,25 @@ MIGRATIONS: list[str] = [
 ]
 
 
+class StateError(FleetmendError):
+    """The state database cannot be opened or migrated."""
+
+
 def connect(state_dir: Path) -> sqlite3.Connection:
     """Open (creating and migrating as needed) the state database of `state_dir`."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(state_dir / "state.db", timeout=30, isolation_level=None)
+    path = state_dir / "state.db"
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        return _open(path)
+    except (sqlite3.Error, OSError) as exc:
+        raise StateError(
+            f"cannot open the state database {display_path(path)}: {exc}",
+            "check --state-dir (FLEETMEND_STATE_DIR) and its permissions",
+        ) from None
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=30, isolation_level=None)
     db.row_factory = sqlite3.Row
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA foreign_keys=ON")

@@ -197,3 +197,11 @@ def test_unknown_command_is_a_usage_error() -> None:
     code, _, err = run("imagez")
     assert code == 2
     assert "No such command" in err
+
+
+def test_an_unusable_state_database_is_one_line(checkout: Path) -> None:
+    (checkout / "state").mkdir()
+    (checkout / "state" / "state.db").mkdir()  # a directory where the database must be
+    code, _, err = run("--state-dir", "state", "history", "web-1")
+    assert code == 1
+    assert err.startswith("error: ") and "Traceback" not in err

@@ -30,6 +30,14 @@ class _Group(TyperGroup):
             if len(exc.lines()) > 1:
                 err.print(f"{len(exc.lines())} problems found", highlight=False)
             raise typer.Exit(int(exc.exit_code)) from None
+        except OSError as exc:  # a file we must read or write: say which and why
+            if isinstance(ctx.obj, Settings) and ctx.obj.debug:
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            err.print(
+                f"[red]error:[/red] {escape(where + (exc.strerror or str(exc)))}", highlight=False
+            )
+            raise typer.Exit(int(ExitCode.FAILED)) from None
 
 
 app = typer.Typer(
