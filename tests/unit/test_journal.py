@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -67,7 +68,7 @@ def test_a_dead_holders_lock_is_taken_over_and_audited(db: sqlite3.Connection) -
     pid = int(dead.stdout)
     db.execute(
         "INSERT INTO locks VALUES ('replica-set:kv-lab', 'run-dead', ?, ?, 0, strftime('%s','now'))",
-        (pid, __import__("socket").gethostname()),
+        (pid, socket.gethostname()),
     )
     locks.acquire(db, ["replica-set:kv-lab"], "run-new")
     assert [h.owner for h in locks.holders(db)] == ["run-new"]
