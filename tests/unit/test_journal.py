@@ -67,7 +67,8 @@ def test_a_dead_holders_lock_is_taken_over_and_audited(db: sqlite3.Connection) -
     )
     pid = int(dead.stdout)
     db.execute(
-        "INSERT INTO locks VALUES ('replica-set:kv-lab', 'run-dead', ?, ?, 0, strftime('%s','now'))",
+        "INSERT INTO locks VALUES "
+        "('replica-set:kv-lab', 'run-dead', ?, ?, 0, strftime('%s','now'))",
         (pid, socket.gethostname()),
     )
     locks.acquire(db, ["replica-set:kv-lab"], "run-new")
