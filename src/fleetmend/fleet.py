@@ -64,8 +64,20 @@ class Fleet:
         return self.catalog.resolve(host.image)
 
     def desired(self, host: Host, image: Image | None = None) -> DesiredState:
-        """What `host` must be: its image (or `image`, to preview another) rendered for it."""
+        """What `host` must be: its image (or `image`, to preview another) rendered for it.
+
+        A host whose inventory says `fleetmend_manage_services: false` (no service
+        manager, as in the lab) or `fleetmend_apply_sysctls: false` (kernel
+        parameters not its own) has those sections left out: fleetmend neither
+        checks nor converges what it cannot set there.
+        """
         chosen = image or self.image_of(host)
-        return desired_state(
+        state = desired_state(
             chosen, host, self.inventory.peers(host), template_dir=self.template_dir
         )
+        left_out: dict[str, dict[str, object]] = {}
+        if not host.manage_services:
+            left_out["services"] = {}
+        if not host.apply_sysctls:
+            left_out["sysctls"] = {}
+        return state.model_copy(update=left_out) if left_out else state

@@ -12,9 +12,10 @@ import io
 import os
 import re
 from collections.abc import Iterable
+from difflib import get_close_matches
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -61,6 +62,10 @@ class HostVars(BaseModel):
     fleetmend_site: Name | None = None
     fleetmend_protected: bool = False
     fleetmend_replica_sets: dict[Name, ReplicaSetSpec] = Field(default_factory=dict)
+    fleetmend_provider: Literal["playbook", "lab"] = "playbook"
+    fleetmend_lab_dir: str | None = None
+    fleetmend_manage_services: bool = True
+    fleetmend_apply_sysctls: bool = True
     ansible_host: str | None = None
     ansible_port: int | None = Field(default=None, ge=1, le=65535)
     ansible_user: str | None = None
@@ -91,6 +96,10 @@ class Host(BaseModel):
     key_file: str | None
     ssh_common_args: str | None
     groups: list[str]
+    provider: str = "playbook"
+    """How the host gets a fresh OS: `playbook` (playbooks/reimage.yml) or `lab`."""
+    manage_services: bool = True
+    apply_sysctls: bool = True
     vars: dict[str, Any]
     """The host's merged inventory variables (Ansible's magic variables left out)."""
     origins: dict[str, tuple[str, str]] = Field(default_factory=dict, exclude=True, repr=False)
@@ -211,13 +220,13 @@ def scan_inventory(path: Path) -> tuple[Inventory, list[Problem]]:
             hv = HostVars.model_validate({k: v for k, v in variables.items() if k not in bad})
         for key in variables:
             if key.startswith("fleetmend_") and key not in KNOWN_FLEETMEND_VARS:
-                problems.append(
-                    place.problem(
-                        key,
-                        "unknown fleetmend variable",
-                        f"known: {', '.join(sorted(KNOWN_FLEETMEND_VARS))}",
-                    )
+                close = get_close_matches(key, KNOWN_FLEETMEND_VARS, n=1)
+                hint = (
+                    f"did you mean {close[0]}?"
+                    if close
+                    else f"known: {', '.join(sorted(KNOWN_FLEETMEND_VARS))}"
                 )
+                problems.append(place.problem(key, "unknown fleetmend variable", hint))
         if hv.fleetmend_managed and hv.fleetmend_image is None:
             problems.append(
                 place.problem(
@@ -252,6 +261,9 @@ def scan_inventory(path: Path) -> tuple[Inventory, list[Problem]]:
             key_file=hv.ansible_ssh_private_key_file,
             ssh_common_args=hv.ansible_ssh_common_args,
             groups=groups,
+            provider=hv.fleetmend_provider,
+            manage_services=hv.fleetmend_manage_services,
+            apply_sysctls=hv.fleetmend_apply_sysctls,
             vars={k: v for k, v in variables.items() if k not in MAGIC_VARS},
             origins=origins,
         )

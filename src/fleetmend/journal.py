@@ -31,6 +31,8 @@ class StepStatus(StrEnum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    SKIPPED = "skipped"
+    """Ran, but did not do its work (it says why in its detail)."""
 
 
 def _now() -> str:
@@ -124,8 +126,16 @@ class Journal:
             (StepStatus.RUNNING.value, _now(), run_id, seq),
         )
 
-    def finish_step(self, run_id: str, seq: int, detail: str = "", *, failed: bool = False) -> None:
-        status = StepStatus.FAILED if failed else StepStatus.DONE
+    def finish_step(
+        self,
+        run_id: str,
+        seq: int,
+        detail: str = "",
+        *,
+        failed: bool = False,
+        skipped: bool = False,
+    ) -> None:
+        status = StepStatus.FAILED if failed else StepStatus.SKIPPED if skipped else StepStatus.DONE
         self._tx(
             "UPDATE steps SET status = ?, finished_at = ?, detail = ? WHERE run_id = ? AND seq = ?",
             (status.value, _now(), detail, run_id, seq),

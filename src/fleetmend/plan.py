@@ -118,8 +118,21 @@ def _wanted(host: HostReport) -> tuple[ActionKind, str]:
     return ActionKind.NONE, "conformant"
 
 
-def make_plan(report: CheckReport, inventory: Inventory, policy: Policy) -> Plan:
-    """Turn a check into a plan that obeys every safety rule above."""
+def make_plan(
+    report: CheckReport,
+    inventory: Inventory,
+    policy: Policy,
+    force: dict[str, ActionKind] | None = None,
+    targets: set[str] | None = None,
+) -> Plan:
+    """Turn a check into a plan that obeys every safety rule above.
+
+    `force` names hosts an operator asked an action for (`fleetmend rebuild kv-2`):
+    they get it whatever their verdict, still under every safety rule. With
+    `targets`, only those hosts may get actions; the other hosts of the check
+    (their replica-set peers) count for the floor and the trip wire only.
+    """
+    force = force or {}
     hosts = {h.host: h for h in report.hosts}
     broken = [h for h in report.hosts if h.verdict in (Verdict.FAILED, Verdict.UNREACHABLE)]
     tripped = bool(report.hosts) and len(broken) / len(report.hosts) > policy.trip_wire
@@ -128,8 +141,10 @@ def make_plan(report: CheckReport, inventory: Inventory, policy: Policy) -> Plan
     wanted: list[Action] = []
     for name, host in sorted(hosts.items()):
         kind, reason = _wanted(host)
+        if name in force:
+            kind, reason = force[name], f"requested by an operator ({reason})"
         inv = inventory.hosts[name]
-        if kind is ActionKind.NONE:
+        if kind is ActionKind.NONE or (targets is not None and name not in targets):
             unchanged.append(name)
             continue
         if inv.protected:
@@ -142,7 +157,11 @@ def make_plan(report: CheckReport, inventory: Inventory, policy: Policy) -> Plan
                 )
             )
             continue
-        if host.verdict is Verdict.UNREACHABLE and host.reason not in DEAD_REASONS:
+        if (
+            host.verdict is Verdict.UNREACHABLE
+            and host.reason not in DEAD_REASONS
+            and name not in force
+        ):
             refused.append(
                 Refusal(
                     host=name,

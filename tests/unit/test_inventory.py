@@ -84,9 +84,8 @@ def test_problems_name_file_line_host_and_variable(in_tmp: Path) -> None:
     assert problems_of(in_tmp / "inv.yaml") == [
         "inv.yaml:7: host h2: ansible_port: Input should be a valid integer, "
         "unable to parse string as an integer",
-        "inv.yaml:8: host h3: fleetmend_imag: unknown fleetmend variable (hint: known: "
-        "fleetmend_image, fleetmend_managed, fleetmend_protected, fleetmend_replica_set, "
-        "fleetmend_replica_sets, fleetmend_site)",
+        "inv.yaml:8: host h3: fleetmend_imag: unknown fleetmend variable "
+        "(hint: did you mean fleetmend_image?)",
         "inv.yaml: host h3: fleetmend_image: managed host has no image (hint: set "
         "fleetmend_image on the host or its group, or fleetmend_managed: false for hosts "
         "fleetmend must leave alone)",

@@ -10,7 +10,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from fleetmend import __version__
-from fleetmend.cli import check, images, inventory, lab, validate
+from fleetmend.cli import act, check, images, inventory, lab, validate
 from fleetmend.console import OutputFormat, err
 from fleetmend.errors import ExitCode, FleetmendError
 from fleetmend.settings import DEFAULT_IMAGES, DEFAULT_INVENTORY, DEFAULT_STATE_DIR, Settings
@@ -59,6 +59,13 @@ app.add_typer(lab.app, name="lab")
 app.command("validate")(validate.validate_command)
 app.command("check")(check.check_command)
 app.command("history")(check.history_command)
+app.command("plan")(act.plan_command)
+app.command("apply")(act.apply_command)
+app.command("converge")(act.converge_command)
+app.command("rebuild")(act.rebuild_command)
+app.command("resume")(act.resume_command)
+app.add_typer(act.runs_app, name="runs")
+app.add_typer(act.audit_app, name="audit")
 
 
 def _version(value: bool) -> None:

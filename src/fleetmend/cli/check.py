@@ -14,7 +14,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from fleetmend import history as history_db
 from fleetmend import reports, statedb
 from fleetmend.check import DEFAULT_FORKS, CheckOptions, CheckReport, HostReport, run_check
-from fleetmend.cli.common import settings
+from fleetmend.cli.common import (
+    CommandTimeoutOption,
+    ForksOption,
+    SshConfigOption,
+    TimeoutOption,
+    WaiversOption,
+    settings,
+)
 from fleetmend.console import OutputFormat, err, out, print_json, table
 from fleetmend.drift import Verdict
 from fleetmend.fleet import Fleet
@@ -144,16 +151,9 @@ def check_command(
             "--output", "-o", help="Write the report to FILE (atomically) instead of stdout."
         ),
     ] = None,
-    forks: Annotated[
-        int, typer.Option(envvar="FLEETMEND_FORKS", min=1, max=500, help="Hosts probed at once.")
-    ] = DEFAULT_FORKS,
-    timeout: Annotated[
-        float,
-        typer.Option(help="Seconds to connect (TCP, SSH banner, key exchange, auth).", min=0.1),
-    ] = 10.0,
-    command_timeout: Annotated[
-        float, typer.Option(help="Seconds the probe may run on a host.", min=0.1)
-    ] = 60.0,
+    forks: ForksOption = DEFAULT_FORKS,
+    timeout: TimeoutOption = 10.0,
+    command_timeout: CommandTimeoutOption = 60.0,
     accept_new: Annotated[
         bool,
         typer.Option(
@@ -162,13 +162,8 @@ def check_command(
             "directory's known_hosts (a changed key is still refused).",
         ),
     ] = False,
-    waivers: Annotated[
-        Path | None,
-        typer.Option(help="Waivers file. Default: INVENTORY.waivers.yaml next to the inventory."),
-    ] = None,
-    ssh_config: Annotated[
-        Path, typer.Option(help="OpenSSH client config to read (HostName, User, ProxyJump...).")
-    ] = Path("~/.ssh/config"),
+    waivers: WaiversOption = None,
+    ssh_config: SshConfigOption = Path("~/.ssh/config"),
 ) -> None:
     """Probe every host in scope once and report drift from its image and data health.
 

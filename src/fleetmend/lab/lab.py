@@ -184,6 +184,11 @@ class Lab:
         self.record_path = self.dir / "lab.json"
         self.lock_path = self.dir / ".lock"
 
+    @classmethod
+    def at(cls, lab_dir: Path) -> Lab:
+        """The lab whose directory is `lab_dir` (as its inventory's fleetmend_lab_dir says)."""
+        return cls(lab_dir.parent)
+
     # -- paths and record ------------------------------------------------------
 
     def host_dir(self, name: str) -> Path:

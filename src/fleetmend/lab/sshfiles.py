@@ -89,6 +89,12 @@ def write_client_files(lab_dir: Path, record: LabRecord) -> None:
             f"-o UserKnownHostsFile={known} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes"
         ),
         "ansible_python_interpreter": "/usr/bin/python3",
+        # how fleetmend rebuilds and converges lab hosts: the lab reimages them, and
+        # they have no service manager and share the machine's kernel parameters
+        "fleetmend_provider": "lab",
+        "fleetmend_lab_dir": str(lab_dir),
+        "fleetmend_manage_services": False,
+        "fleetmend_apply_sysctls": False,
     }
     if record.replica_sets:
         all_vars["fleetmend_replica_sets"] = record.replica_sets

@@ -122,6 +122,16 @@ class KnownHosts:
             self.accepted.append((name, fingerprint(key)))
 
 
+def record_host_key(path: Path, name: str, key_line: str) -> None:
+    """Make `key_line` the only key known for `name` in `path` (a provider's new key)."""
+    from fleetmend.fsutil import write_atomic
+
+    kept = []
+    if path.is_file():
+        kept = [line for line in path.read_text().splitlines() if line.split(" ", 1)[0] != name]
+    write_atomic(path, "\n".join([*kept, f"{name} {key_line}"]) + "\n")
+
+
 @dataclass(frozen=True)
 class Timeouts:
     connect: float = 10.0

@@ -1,0 +1,486 @@
+"""`fleetmend plan`, `apply`, `converge`, `rebuild`, `resume`, `runs`, `audit`.
+
+The acting commands walk the same stages: check -> plan (safety rules) -> show
+the plan -> confirm (`--yes` in scripts; a non-interactive run without it
+refuses) -> record the run in the journal -> carry it out step by step.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import closing
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from fleetmend import audit, statedb
+from fleetmend import history as history_db
+from fleetmend.check import DEFAULT_FORKS, CheckOptions, CheckReport, run_check
+from fleetmend.cli.common import (
+    CommandTimeoutOption,
+    ForksOption,
+    FormatOption,
+    SshConfigOption,
+    TimeoutOption,
+    WaiversOption,
+    settings,
+)
+from fleetmend.console import OutputFormat, err, out, print_json, table
+from fleetmend.errors import ExitCode, FleetmendError
+from fleetmend.execute import Context, execute, start
+from fleetmend.fleet import Fleet
+from fleetmend.fsutil import write_atomic
+from fleetmend.journal import Journal, RunStatus
+from fleetmend.loading import load_model
+from fleetmend.plan import ActionKind, Plan, Policy, fingerprint, make_plan
+from fleetmend.playbooks import TaskEvent
+from fleetmend.settings import Settings
+from fleetmend.transport.ssh import Timeouts
+from fleetmend.waivers import load_waivers, waivers_path
+
+
+class Refused(FleetmendError):
+    """A safety rule or a missing confirmation stopped the command. Exit code 5."""
+
+    exit_code = ExitCode.REFUSED
+
+
+MaxParallel = Annotated[int, typer.Option("--max-parallel", min=1, help="Actions at once.")]
+MaxPerSite = Annotated[
+    int, typer.Option("--max-parallel-per-site", min=1, help="Actions at once in one site.")
+]
+TripWire = Annotated[
+    float,
+    typer.Option(
+        "--trip-wire",
+        min=0.01,
+        max=1.0,
+        help="Share of hosts in scope that may look failed before automatic action stops.",
+    ),
+]
+Override = Annotated[
+    str | None,
+    typer.Option(
+        "--override-trip-wire",
+        metavar="REASON",
+        help="Act although the trip wire tripped; the reason is audited.",
+    ),
+]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (scripts).")]
+
+
+def _check(
+    s: Settings,
+    patterns: list[str],
+    forks: int,
+    timeout: float,
+    command_timeout: float,
+    waivers: Path | None,
+    ssh_config: Path,
+    fleet: Fleet | None = None,
+) -> tuple[Fleet, CheckReport, CheckOptions]:
+    fleet = fleet or Fleet.load(s.images, s.inventory)
+    scope = fleet.inventory.select(patterns)
+    options = CheckOptions(
+        state_dir=s.state_dir,
+        forks=forks,
+        timeouts=Timeouts(connect=timeout, command=command_timeout),
+        ssh_config=ssh_config.expanduser(),
+    )
+    with err.status(f"checking {len(scope)} hosts ..."):
+        report = run_check(
+            fleet, scope, options, load_waivers(waivers or waivers_path(s.inventory))
+        )
+    with closing(statedb.connect(s.state_dir)) as db:
+        history_db.record(db, report)
+    return fleet, report, options
+
+
+def _show(plan: Plan) -> None:
+    if plan.actions:
+        out.print(
+            table(
+                f"plan for {escape(plan.source)}",
+                ["WAVE", "HOST", "ACTION", "REASON"],
+                ([a.wave + 1, a.host, a.kind.value, escape(a.reason)] for a in plan.actions),
+            )
+        )
+    else:
+        out.print(f"nothing to do for {escape(plan.source)}")
+    if plan.refused:
+        out.print(
+            table(
+                "\nrefused",
+                ["HOST", "ACTION", "RULE", "WHY"],
+                ([r.host, r.kind.value, r.rule.value, escape(r.detail)] for r in plan.refused),
+            )
+        )
+    if plan.unchanged:
+        out.print(f"no action: {', '.join(plan.unchanged)}", highlight=False)
+
+
+def _confirm(plan: Plan, yes: bool) -> None:
+    if yes:
+        return
+    rebuilds = [a.host for a in plan.actions if a.kind is ActionKind.REBUILD]
+    what = f"rebuild {', '.join(rebuilds)} (their disks are wiped)" if rebuilds else "converge"
+    if not sys.stdin.isatty():
+        raise Refused(
+            f"refusing to {what} without confirmation: this run is not interactive",
+            "pass --yes in scripts, after reviewing the plan (fleetmend plan)",
+        )
+    if not typer.confirm(f"Proceed to {what}?", default=False):
+        raise Refused("not confirmed; nothing was changed")
+
+
+def _carry_out(s: Settings, fleet: Fleet, options: CheckOptions, kind: str, plan: Plan) -> None:
+    run = start(
+        s.state_dir,
+        kind,
+        plan,
+        {"images": str(s.images.resolve()), "inventory": str(s.inventory.resolve())},
+    )
+    _execute(s, fleet, options, run.id)
+
+
+def _execute(s: Settings, fleet: Fleet, options: CheckOptions, run_id: str) -> None:
+    err.print(f"run {run_id} (fleetmend runs show {run_id})", highlight=False)
+
+    def on_step(host: str, step: str, status: str) -> None:
+        err.print(f"{escape(host)}: {step} {escape(status)}", highlight=False)
+
+    def on_event(host: str, event: TaskEvent) -> None:
+        if event.status in ("changed", "failed", "unreachable"):
+            err.print(f"  {escape(host)}: {escape(event.task)}: {event.status}", highlight=False)
+
+    ctx = Context(
+        fleet=fleet, state_dir=s.state_dir, check=options, on_event=on_event, on_step=on_step
+    )
+    status = execute(run_id, ctx)
+    if status is RunStatus.DONE:
+        out.print(f"run {run_id} done")
+        return
+    out.print(f"run {run_id} {status.value}: fix the cause, then: fleetmend resume {run_id}")
+    raise typer.Exit(int(ExitCode.HOSTS_FAILED))
+
+
+def _policy(max_parallel: int, per_site: int, trip_wire: float, override: str | None) -> Policy:
+    return Policy(
+        max_parallel=max_parallel,
+        max_parallel_per_site=per_site,
+        trip_wire=trip_wire,
+        override=override,
+    )
+
+
+def _refusal_exit(plan: Plan) -> None:
+    if plan.refused:
+        raise typer.Exit(int(ExitCode.REFUSED))
+
+
+def plan_command(
+    ctx: typer.Context,
+    hosts: Annotated[
+        list[str] | None, typer.Argument(help="Hosts or groups (shell patterns).")
+    ] = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Save the plan as JSON for `fleetmend apply`.")
+    ] = None,
+    max_parallel: MaxParallel = 5,
+    max_parallel_per_site: MaxPerSite = 2,
+    trip_wire: TripWire = 0.5,
+    override: Override = None,
+    forks: ForksOption = DEFAULT_FORKS,
+    timeout: TimeoutOption = 10.0,
+    command_timeout: CommandTimeoutOption = 60.0,
+    waivers: WaiversOption = None,
+    ssh_config: SshConfigOption = Path("~/.ssh/config"),
+    fmt: FormatOption = None,
+) -> None:
+    """Check, then show what fleetmend would do per host and every action a rule refuses.
+
+    Nothing is changed. Exit 0 when every wanted action is planned, 5 when a
+    safety rule refused one (floor, trip wire, protected host).
+    """
+    s = settings(ctx)
+    fleet, report, _ = _check(s, hosts or [], forks, timeout, command_timeout, waivers, ssh_config)
+    plan = make_plan(
+        report, fleet.inventory, _policy(max_parallel, max_parallel_per_site, trip_wire, override)
+    )
+    if out_file is not None:
+        write_atomic(out_file, plan.model_dump_json(indent=2) + "\n")
+    if s.output(fmt) is OutputFormat.JSON:
+        print_json(plan.model_dump(mode="json"))
+    else:
+        _show(plan)
+        if out_file is not None:
+            saved = escape(str(out_file))
+            out.print(f"saved: {saved} (carry it out with: fleetmend apply {saved})")
+    _refusal_exit(plan)
+
+
+def apply_command(
+    ctx: typer.Context,
+    plan_file: Annotated[Path, typer.Argument(help="A plan saved by `fleetmend plan --out`.")],
+    yes: Yes = False,
+    forks: ForksOption = DEFAULT_FORKS,
+    timeout: TimeoutOption = 10.0,
+    command_timeout: CommandTimeoutOption = 60.0,
+    waivers: WaiversOption = None,
+    ssh_config: SshConfigOption = Path("~/.ssh/config"),
+) -> None:
+    """Carry out a saved plan, after checking that the fleet still matches it.
+
+    A plan whose fleet has changed since it was made (a stale plan) is refused:
+    make a new one. Exit 0 done, 4 a step failed (resume it), 5 refused.
+    """
+    s = settings(ctx)
+    plan = load_model(plan_file, Plan)
+    scope = sorted(
+        {a.host for a in plan.actions} | {r.host for r in plan.refused} | set(plan.unchanged)
+    )
+    fleet, report, options = _check(s, scope, forks, timeout, command_timeout, waivers, ssh_config)
+    if fingerprint(report) != plan.fingerprint:
+        raise Refused(
+            f"the plan in {plan_file} is stale: the fleet changed since it was made",
+            "make a new plan: fleetmend plan --out FILE",
+        )
+    _show(plan)
+    if not plan.actions:
+        return
+    _confirm(plan, yes)
+    _carry_out(s, fleet, options, "apply", plan)
+
+
+def _act_on(
+    ctx: typer.Context,
+    kind: ActionKind,
+    hosts: list[str],
+    yes: bool,
+    policy: Policy,
+    forks: int,
+    timeout: float,
+    command_timeout: float,
+    waivers: Path | None,
+    ssh_config: Path,
+) -> None:
+    s = settings(ctx)
+    fleet = Fleet.load(s.images, s.inventory)
+    inventory = fleet.inventory
+    targets = {h.name for h in inventory.select(hosts)}
+    # the check covers the targets' replica-set peers too: the floor and the trip
+    # wire must see the copies an action would leave, not assume them healthy
+    peers = {p.name for t in targets for p in inventory.peers(inventory.host(t))}
+    fleet, report, options = _check(
+        s, sorted(targets | peers), forks, timeout, command_timeout, waivers, ssh_config, fleet
+    )
+    if kind is ActionKind.REBUILD:
+        force: dict[str, ActionKind] = dict.fromkeys(targets, kind)
+        plan = make_plan(report, fleet.inventory, policy, force=force, targets=targets)
+    else:
+        plan = make_plan(report, fleet.inventory, policy, targets=targets)
+        wrong = [a for a in plan.actions if a.kind is not kind]
+        if wrong:
+            names = ", ".join(a.host for a in wrong)
+            raise Refused(
+                f"{names} need a rebuild, not a converge: {wrong[0].reason}",
+                f"fleetmend rebuild {names}",
+            )
+    _show(plan)
+    if plan.refused:
+        raise Refused(
+            f"{len(plan.refused)} action(s) refused by safety rules (see above); "
+            "nothing was changed",
+            "fix what the rules name, or act on fewer hosts",
+        )
+    if not plan.actions:
+        return
+    _confirm(plan, yes)
+    _carry_out(s, fleet, options, kind.value, plan)
+
+
+def converge_command(
+    ctx: typer.Context,
+    hosts: Annotated[
+        list[str] | None, typer.Argument(help="Hosts or groups (shell patterns); default all.")
+    ] = None,
+    yes: Yes = False,
+    max_parallel: MaxParallel = 5,
+    max_parallel_per_site: MaxPerSite = 2,
+    trip_wire: TripWire = 0.5,
+    override: Override = None,
+    forks: ForksOption = DEFAULT_FORKS,
+    timeout: TimeoutOption = 10.0,
+    command_timeout: CommandTimeoutOption = 60.0,
+    waivers: WaiversOption = None,
+    ssh_config: SshConfigOption = Path("~/.ssh/config"),
+) -> None:
+    """Converge drifted hosts in place with playbooks/converge.yml (through ansible-runner).
+
+    Checks first, plans under the safety rules, shows the plan and asks. After
+    it, `fleetmend check` reports the hosts conformant. Exit 0 done, 4 a step
+    failed (resume the run), 5 refused.
+    """
+    _act_on(
+        ctx, ActionKind.CONVERGE, hosts or [], yes,
+        _policy(max_parallel, max_parallel_per_site, trip_wire, override),
+        forks, timeout, command_timeout, waivers, ssh_config,
+    )  # fmt: skip
+
+
+def rebuild_command(
+    ctx: typer.Context,
+    hosts: Annotated[
+        list[str], typer.Argument(help="Hosts or groups to rebuild (shell patterns).")
+    ],
+    yes: Yes = False,
+    max_parallel: MaxParallel = 5,
+    max_parallel_per_site: MaxPerSite = 2,
+    trip_wire: TripWire = 0.5,
+    override: Override = None,
+    forks: ForksOption = DEFAULT_FORKS,
+    timeout: TimeoutOption = 10.0,
+    command_timeout: CommandTimeoutOption = 60.0,
+    waivers: WaiversOption = None,
+    ssh_config: SshConfigOption = Path("~/.ssh/config"),
+) -> None:
+    """Rebuild hosts from their image: reimage -> wait for SSH -> converge -> reseed -> verify.
+
+    The provider (lab, or playbooks/reimage.yml) gives the host a fresh OS and
+    its new host key. Never below a replica set's floor; protected hosts and a
+    tripped trip wire refuse. Destructive: shows the plan and asks (`--yes`).
+    Re-seeding data volumes from peers is not built yet: that step says so.
+    """
+    _act_on(
+        ctx, ActionKind.REBUILD, hosts, yes,
+        _policy(max_parallel, max_parallel_per_site, trip_wire, override),
+        forks, timeout, command_timeout, waivers, ssh_config,
+    )  # fmt: skip
+
+
+def resume_command(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="The run to continue (see `fleetmend runs`).")],
+) -> None:
+    """Continue an interrupted or failed run from its first unfinished step.
+
+    Steps already done are not run again; a step that was running when the run
+    stopped is run again (steps are idempotent).
+    """
+    s = settings(ctx)
+    with closing(statedb.connect(s.state_dir)) as db:
+        journal = Journal(db)
+        run = journal.run(run_id)
+        if run.status is RunStatus.DONE:
+            out.print(f"run {run_id} is already done")
+            return
+        journal.reopen(run_id)
+    images = Path(run.args.get("images", str(s.images)))
+    inventory = Path(run.args.get("inventory", str(s.inventory)))
+    fleet = Fleet.load(images, inventory)
+    options = CheckOptions(state_dir=s.state_dir)
+    _execute(s, fleet, options, run_id)
+
+
+runs_app = typer.Typer(help="Runs recorded in the journal.", invoke_without_command=True)
+
+
+@runs_app.callback()
+def runs_list(ctx: typer.Context, fmt: FormatOption = None) -> None:
+    """List recent runs (newest first); `fleetmend runs show ID` for one run's steps."""
+    if ctx.invoked_subcommand is not None:
+        return
+    s = settings(ctx)
+    with closing(statedb.connect(s.state_dir)) as db:
+        runs = Journal(db).runs()
+    if s.output(fmt) is OutputFormat.JSON:
+        print_json([vars(r) for r in runs])
+        return
+    out.print(
+        table(
+            None,
+            ["RUN", "KIND", "STATUS", "CREATED", "BY", "HOSTS"],
+            (
+                [
+                    r.id,
+                    r.kind,
+                    r.status.value,
+                    r.created_at,
+                    r.actor,
+                    ", ".join(a["host"] for a in r.args.get("plan", {}).get("actions", [])),
+                ]
+                for r in runs
+            ),
+        )
+    )
+
+
+@runs_app.command("show")
+def runs_show(ctx: typer.Context, run_id: str, fmt: FormatOption = None) -> None:
+    """Show a run's steps with their status, attempts, timings and details."""
+    s = settings(ctx)
+    with closing(statedb.connect(s.state_dir)) as db:
+        journal = Journal(db)
+        run = journal.run(run_id)
+        steps = journal.steps(run_id)
+    if s.output(fmt) is OutputFormat.JSON:
+        print_json({"run": vars(run), "steps": [vars(st) for st in steps]})
+        return
+    out.print(f"run {run.id}: {run.kind} by {run.actor}, {run.status.value}", highlight=False)
+    out.print(
+        table(
+            None,
+            ["#", "HOST", "STEP", "STATUS", "TRIES", "STARTED", "FINISHED", "DETAIL"],
+            (
+                [
+                    st.seq,
+                    st.host,
+                    st.name,
+                    st.status.value,
+                    st.attempts,
+                    st.started_at or "-",
+                    st.finished_at or "-",
+                    escape(st.detail),
+                ]
+                for st in steps
+            ),
+        )
+    )
+
+
+audit_app = typer.Typer(help="The append-only, hash-chained audit log.", no_args_is_help=True)
+
+
+@audit_app.command("verify")
+def audit_verify(ctx: typer.Context) -> None:
+    """Check the audit chain: exit 0 when whole, 1 naming the first edited or missing entry."""
+    with closing(statedb.connect(settings(ctx).state_dir)) as db:
+        count, problem = audit.verify(db)
+    if problem is None:
+        out.print(f"audit log intact: {count} entries")
+        return
+    err.print(f"[red]audit log broken:[/] {escape(problem)} ({count} entries verified before it)")
+    raise typer.Exit(int(ExitCode.FAILED))
+
+
+@audit_app.command("show")
+def audit_show(ctx: typer.Context, limit: int = 50, fmt: FormatOption = None) -> None:
+    """The newest audit entries: who did what to which host, why, when."""
+    s = settings(ctx)
+    with closing(statedb.connect(s.state_dir)) as db:
+        entries = audit.entries(db, limit)
+    if s.output(fmt) is OutputFormat.JSON:
+        print_json([vars(e) for e in entries])
+        return
+    out.print(
+        table(
+            None,
+            ["#", "AT", "WHO", "ACTION", "TARGET", "REASON", "DETAIL"],
+            (
+                [e.seq, e.at, e.actor, e.action, e.target, escape(e.reason), escape(e.detail)]
+                for e in entries
+            ),
+        )
+    )
