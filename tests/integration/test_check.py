@@ -139,6 +139,21 @@ def make_conformant(lab: Lab, fleet: Fleet, name: str) -> None:
     )
 
 
+def checked_inventory(lab: Lab, directory: Path) -> Path:
+    """The lab's inventory with services and sysctls checked again.
+
+    The lab leaves them out by default because it cannot converge them (no
+    service manager, the machine's kernel); checking them read-only works, and
+    is what these tests are about.
+    """
+    inventory = yaml.safe_load(lab.inventory_path.read_text())
+    inventory["all"]["vars"]["fleetmend_manage_services"] = True
+    inventory["all"]["vars"]["fleetmend_apply_sysctls"] = True
+    path = directory / "inventory.yaml"
+    path.write_text(yaml.safe_dump(inventory))
+    return path
+
+
 @dataclass
 class ProbeLab:
     lab: Lab
@@ -147,7 +162,7 @@ class ProbeLab:
     state: Path
 
     def fleet(self, inventory: Path | None = None) -> Fleet:
-        return Fleet.load(self.images, inventory or self.lab.inventory_path)
+        return Fleet.load(self.images, inventory or self.inventory)
 
     def check(self, *patterns: str, accept_new: bool = False, **kw: object) -> CheckReport:
         fleet = self.fleet(kw.pop("inventory", None))  # type: ignore[arg-type]
@@ -168,7 +183,7 @@ class ProbeLab:
                 "--images",
                 str(self.images),
                 "-i",
-                str(self.lab.inventory_path),
+                str(self.inventory),
                 "--state-dir",
                 str(self.state),
                 "check",
@@ -217,7 +232,7 @@ def probe_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProbeLab]:
             )
             + "\n"
         )
-        yield ProbeLab(lab, images, inventory, root / "state")
+        yield ProbeLab(lab, images, checked_inventory(lab, root), root / "state")
     finally:
         lab.down()
 
@@ -331,7 +346,7 @@ def test_check_changes_nothing_on_the_host(probe_lab: ProbeLab) -> None:
 
 
 def test_unknown_key_refused_then_trusted_on_first_use(probe_lab: ProbeLab, tmp_path: Path) -> None:
-    text = probe_lab.lab.inventory_path.read_text().replace(
+    text = probe_lab.inventory.read_text().replace(
         str(probe_lab.lab.known_hosts_path), str(tmp_path / "empty_known_hosts")
     )
     inventory = tmp_path / "inventory.yaml"
@@ -375,7 +390,7 @@ def test_waivers_count_until_they_expire(probe_lab: ProbeLab) -> None:
 
 
 def test_waivers_file_next_to_the_inventory(probe_lab: ProbeLab) -> None:
-    path = probe_lab.lab.inventory_path.with_name("inventory.waivers.yaml")
+    path = probe_lab.inventory.with_name("inventory.waivers.yaml")
     path.write_text(
         "waivers:\n  - hosts: [d-svc]\n    kind: service\n    target: probe-daemon\n"
         f"    reason: replaced by a timer\n    expires: {date.today() + timedelta(days=30)}\n"
@@ -401,7 +416,7 @@ def test_history_shows_when_a_host_started_drifting(probe_lab: ProbeLab) -> None
 
 
 def test_proxyjump_through_a_bastion(probe_lab: ProbeLab, tmp_path: Path) -> None:
-    inventory = yaml.safe_load(probe_lab.lab.inventory_path.read_text())
+    inventory = yaml.safe_load(probe_lab.inventory.read_text())
     c2 = inventory["all"]["hosts"]["c2"]
     c2["ansible_ssh_common_args"] = (
         inventory["all"]["vars"]["ansible_ssh_common_args"] + f" -o ProxyJump=root@{NET}10:2200"
