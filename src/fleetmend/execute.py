@@ -73,7 +73,12 @@ def execute(run_id: str, ctx: Context) -> RunStatus:
         journal = Journal(db)
         run = journal.run(run_id)
         plan = Plan.model_validate(run.args["plan"])
-        locks.acquire(db, lock_names(plan), run_id)
+        try:
+            locks.acquire(db, lock_names(plan), run_id)
+        except locks.LockHeld as exc:
+            journal.finish_run(run_id, RunStatus.FAILED)
+            exc.message = f"run {run_id} refused: {exc.message}"
+            raise
         for action in plan.actions:
             if action.kind is ActionKind.REBUILD:
                 audit.append(

@@ -71,7 +71,11 @@ def acquire(db: sqlite3.Connection, names: list[str], owner: str, ttl: float = T
             ).fetchone()
             if row is not None:
                 holder = Holder(*row)
-                if holder.owner == owner:
+                if holder.owner == owner:  # the same run again (resume): now this process
+                    db.execute(
+                        "UPDATE locks SET pid = ?, machine = ?, heartbeat_at = ? WHERE name = ?",
+                        (os.getpid(), socket.gethostname(), now, name),
+                    )
                     continue
                 stale = now - holder.heartbeat_at > ttl or not _alive(holder)
                 if not stale:
