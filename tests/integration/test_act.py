@@ -256,3 +256,22 @@ def test_8_two_concurrent_rebuilds_of_one_replica_set(act: ActLab) -> None:
     assert codes == [0, 5], errors
     assert "is locked by run" in errors
     assert act.db().execute("SELECT count(*) FROM locks").fetchone()[0] == 0
+
+
+def test_9_the_playbook_provider_reports_the_new_key(act: ActLab, tmp_path: Path) -> None:
+    """playbooks/reimage.yml as shipped reimages a lab host and reports its key."""
+    inventory = yaml.safe_load(act.lab.inventory_path.read_text())
+    inventory["all"]["hosts"]["r1"]["fleetmend_provider"] = "playbook"
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump(inventory))
+    old_key = act.lab.record().hosts["r1"].host_key
+    result = CliRunner().invoke(
+        app,
+        ["--images", str(act.images), "-i", str(path), "--state-dir", str(act.state),
+         "rebuild", "r1", "--yes"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    new_key = act.lab.record().hosts["r1"].host_key
+    assert new_key != old_key
+    assert f"[{NET}11]:2200 {new_key}" in (act.state / "known_hosts").read_text()
+    assert act.verdict("r1") == "conformant"

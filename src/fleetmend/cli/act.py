@@ -147,22 +147,35 @@ def _carry_out(s: Settings, fleet: Fleet, options: CheckOptions, kind: str, plan
 
 def _execute(s: Settings, fleet: Fleet, options: CheckOptions, run_id: str) -> None:
     err.print(f"run {run_id} (fleetmend runs show {run_id})", highlight=False)
+    with err.status("starting ...") as status:
+        current: dict[str, str] = {}
 
-    def on_step(host: str, step: str, status: str) -> None:
-        err.print(f"{escape(host)}: {step} {escape(status)}", highlight=False)
+        def show() -> None:
+            status.update(" | ".join(f"{h}: {t}" for h, t in sorted(current.items())) or "...")
 
-    def on_event(host: str, event: TaskEvent) -> None:
-        if event.status in ("changed", "failed", "unreachable"):
-            err.print(f"  {escape(host)}: {escape(event.task)}: {event.status}", highlight=False)
+        def on_step(host: str, step: str, state: str) -> None:
+            if state == "running":
+                current[host] = step
+                show()
+            else:
+                err.print(f"{escape(host)}: {step} {escape(state)}", highlight=False)
 
-    ctx = Context(
-        fleet=fleet, state_dir=s.state_dir, check=options, on_event=on_event, on_step=on_step
-    )
-    status = execute(run_id, ctx)
-    if status is RunStatus.DONE:
+        def on_event(host: str, event: TaskEvent) -> None:
+            current[host] = f"converge: {event.task}"
+            show()
+            if event.status in ("changed", "failed", "unreachable"):
+                err.print(
+                    f"  {escape(host)}: {escape(event.task)}: {event.status}", highlight=False
+                )
+
+        ctx = Context(
+            fleet=fleet, state_dir=s.state_dir, check=options, on_event=on_event, on_step=on_step
+        )
+        result = execute(run_id, ctx)
+    if result is RunStatus.DONE:
         out.print(f"run {run_id} done")
         return
-    out.print(f"run {run_id} {status.value}: fix the cause, then: fleetmend resume {run_id}")
+    out.print(f"run {run_id} {result.value}: fix the cause, then: fleetmend resume {run_id}")
     raise typer.Exit(int(ExitCode.HOSTS_FAILED))
 
 

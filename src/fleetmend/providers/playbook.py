@@ -8,6 +8,7 @@ report the rebuilt host's public key with
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from fleetmend.inventory import Host
@@ -22,7 +23,9 @@ class PlaybookProvider:
                 "hosts": {
                     "localhost": {
                         "ansible_connection": "local",
-                        "ansible_python_interpreter": "auto_silent",
+                        # the Python running fleetmend: interpreter discovery on a
+                        # control node can pick shims that do not run
+                        "ansible_python_interpreter": sys.executable,
                     }
                 }
             }
