@@ -29,7 +29,9 @@ step "reach a host over SSH with strict host-key checking" $fm lab ssh kv-1 -- '
 labinv=$FLEETMEND_STATE_DIR/lab/inventory.yaml
 expect 4 "drift check of the fresh lab: not converged yet, data volumes empty (exit 4)" $fm -i "$labinv" check
 expect 4 "every item of one host" $fm -i "$labinv" check -v web-1
-step "write some blobs on blob-1" $fm lab ssh blob-1 -- 'mkdir -p /srv/blobs/objects && for i in 1 2 3; do head -c 4096 /dev/urandom > /srv/blobs/objects/o$i; done; echo 1 > /srv/blobs/POSITION; cd /srv/blobs && sha256sum objects/* > /tmp/sums'
+for h in blob-1 blob-2 blob-3; do
+  step "write replicated blobs on $h" $fm lab ssh $h -- 'mkdir -p /srv/blobs/objects && for i in 1 2 3; do printf "blob %s\n" $i > /srv/blobs/objects/o$i; head -c 4096 /dev/zero >> /srv/blobs/objects/o$i; done; echo 1 > /srv/blobs/POSITION; cd /srv/blobs && sha256sum objects/* > /tmp/sums'
+done
 step "break a host: down" $fm lab break kv-2 --fault down
 step "break a host: hung (TCP accepts, SSH never answers)" $fm lab break kv-3 --fault hang
 step "break a host: silently corrupted data" $fm lab break blob-1 --fault corrupt-data --count 2
@@ -40,6 +42,10 @@ expect 1 "the corruption is silent: same sizes, other hashes" $fm lab ssh blob-1
 step "heal the faults" $fm lab heal-fault kv-2
 step "heal the faults" $fm lab heal-fault kv-3
 step "heal the faults" $fm lab heal-fault blob-1
+expect 5 "plan for the whole lab: most hosts look failed, so the trip wire refuses (exit 5)" $fm -i "$labinv" plan
+step "converge blob-1 to its image (its replica set keeps two healthy copies meanwhile)" $fm -i "$labinv" converge blob-1 --yes
+step "blob-1 is now what its image says" $fm -i "$labinv" check blob-1
+step "the run, step by step" sh -c "$fm runs | head -3"
 step "a rebuilt host gets a fresh OS and a new host key" $fm lab reimage web-2
 step "all running again" $fm lab status
 step "tear down: no process or mount left" $fm lab down
