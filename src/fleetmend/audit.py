@@ -16,6 +16,8 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from fleetmend.statedb import transaction
+
 GENESIS = "0" * 64
 
 
@@ -37,8 +39,7 @@ def append(
     """Add one entry chained to the last; returns its hash."""
     at = datetime.now(UTC).isoformat(timespec="seconds")
     who = actor()
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(db):
         row = db.execute("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
         prev = row[0] if row else GENESIS
         digest = _digest(prev, at, who, action, target, reason, detail)
@@ -47,10 +48,6 @@ def append(
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (at, who, action, target, reason, detail, prev, digest),
         )
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
     return digest
 
 

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 
 from fleetmend.check import CheckReport
 from fleetmend.drift import Verdict
+from fleetmend.statedb import transaction
 
 
 def record(db: sqlite3.Connection, report: CheckReport) -> int:
     """Store a check and its per-host results; returns the check's id."""
     counts = {v.value: n for v, n in report.counts().items()}
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(db):
         cur = db.execute(
             "INSERT INTO checks (started_at, seconds, source, counts) VALUES (?, ?, ?, ?)",
             (report.started_at, report.seconds, report.source, json.dumps(counts)),
@@ -35,10 +35,6 @@ def record(db: sqlite3.Connection, report: CheckReport) -> int:
                 for h in report.hosts
             ],
         )
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
     return check_id
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from fleetmend.audit import actor
 from fleetmend.errors import InputError
+from fleetmend.statedb import transaction
 
 
 class RunStatus(StrEnum):
@@ -68,19 +69,13 @@ class Journal:
         self.db = db
 
     def _tx(self, sql: str, params: tuple[Any, ...] = ()) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self.db):
             self.db.execute(sql, params)
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
 
     def create(self, kind: str, args: dict[str, Any], steps: list[tuple[str, str]]) -> Run:
         """A new run with its steps (host, step name), all pending."""
         run_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self.db):
             self.db.execute(
                 "INSERT INTO runs (id, kind, created_at, actor, args, status) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -90,10 +85,6 @@ class Journal:
                 "INSERT INTO steps (run_id, seq, host, name, status) VALUES (?, ?, ?, ?, ?)",
                 [(run_id, i, h, n, StepStatus.PENDING.value) for i, (h, n) in enumerate(steps, 1)],
             )
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
         return self.run(run_id)
 
     def run(self, run_id: str) -> Run:
@@ -149,8 +140,7 @@ class Journal:
 
     def reopen(self, run_id: str) -> None:
         """Mark a run running again (resume): failed and interrupted steps go back to pending."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self.db):
             self.db.execute(
                 "UPDATE steps SET status = ? WHERE run_id = ? AND status IN (?, ?)",
                 (
@@ -164,7 +154,3 @@ class Journal:
                 "UPDATE runs SET status = ?, finished_at = NULL WHERE id = ?",
                 (RunStatus.RUNNING.value, run_id),
             )
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise

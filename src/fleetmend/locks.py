@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from fleetmend import audit
 from fleetmend.errors import ExitCode, FleetmendError
+from fleetmend.statedb import transaction
 
 TTL = 120.0
 """Seconds without a heartbeat after which a lock is considered abandoned."""
@@ -61,9 +62,8 @@ def holders(db: sqlite3.Connection) -> list[Holder]:
 def acquire(db: sqlite3.Connection, names: list[str], owner: str, ttl: float = TTL) -> None:
     """Take every lock in `names` for `owner`, all or none; `LockHeld` names the holder."""
     now = time.time()
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        taken_over = []
+    taken_over = []
+    with transaction(db):
         for name in sorted(set(names)):
             row = db.execute(
                 f"SELECT {_COLUMNS} FROM locks WHERE name = ?",
@@ -90,10 +90,6 @@ def acquire(db: sqlite3.Connection, names: list[str], owner: str, ttl: float = T
                 f"INSERT OR REPLACE INTO locks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
                 (name, owner, os.getpid(), socket.gethostname(), now, now),
             )
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
     for holder in taken_over:
         audit.append(
             db,
