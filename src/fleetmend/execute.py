@@ -28,12 +28,14 @@ from fleetmend.journal import Journal, Run, RunStatus, StepStatus
 from fleetmend.plan import Action, ActionKind, Plan
 from fleetmend.playbooks import Outcome, TaskEvent, playbook_path, run_playbook
 from fleetmend.providers import provider_for
+from fleetmend.reseed.run import ReseedOptions, reseed_host
 from fleetmend.transport.ssh import Connection, KnownHosts, Unreachable, record_host_key
 from fleetmend.transport.target import target_for
 
 STEPS: dict[ActionKind, list[str]] = {
     ActionKind.CONVERGE: ["converge", "verify"],
     ActionKind.REBUILD: ["reimage", "wait-ssh", "converge", "reseed", "verify"],
+    ActionKind.RESEED: ["reseed", "verify-data"],
 }
 SSH_WAIT = 90.0
 """Seconds a rebuilt host has to answer on SSH with its new key."""
@@ -51,7 +53,7 @@ class Context:
     on_event: Callable[[str, TaskEvent], None] | None = None
     on_step: Callable[[str, str, str], None] | None = None
     """(host, step, status) as steps start and end: for progress displays."""
-    results: dict[str, str] = field(default_factory=dict)
+    reseed: ReseedOptions = field(default_factory=ReseedOptions)
 
 
 def lock_names(plan: Plan) -> list[str]:
@@ -79,12 +81,13 @@ def execute(run_id: str, ctx: Context) -> RunStatus:
             journal.finish_run(run_id, RunStatus.FAILED)
             exc.message = f"run {run_id} refused: {exc.message}"
             raise
-        for action in plan.actions:
-            if action.kind is ActionKind.REBUILD:
+        fresh = all(st.attempts == 0 for st in journal.steps(run_id))  # not a resume
+        for action in plan.actions if fresh else []:
+            if action.kind in (ActionKind.REBUILD, ActionKind.RESEED):  # data is replaced
                 audit.append(
-                    db, "rebuild", action.host, reason=action.reason, detail=f"run {run_id}"
+                    db, action.kind.value, action.host, reason=action.reason, detail=f"run {run_id}"
                 )
-        if plan.policy.override and plan.tripped:
+        if fresh and plan.policy.override and plan.tripped:
             audit.append(
                 db,
                 "override-trip-wire",
@@ -215,11 +218,14 @@ def _converge(host: Host, ctx: Context, run_id: str, seq: int) -> StepResult:
 
 
 def _reseed(host: Host, ctx: Context, run_id: str, seq: int) -> StepResult:
-    volumes = ctx.fleet.image_of(host).volumes
-    if not volumes:
+    results = reseed_host(ctx.fleet, host, ctx.check, ctx.reseed)
+    if not results:
         return "no data volumes", False
-    names = ", ".join(sorted(volumes))
-    return f"not done: re-seeding from peers is not built yet; {names} stay empty", True
+    return "; ".join(
+        f"{r.volume} from {r.source}: {r.sent} of {r.files} files sent ({r.bytes} bytes), "
+        f"{r.copied_locally} kept locally, position {r.position}, {r.seconds:.1f}s"
+        for r in results
+    ), False
 
 
 def _verify(host: Host, ctx: Context, run_id: str, seq: int) -> StepResult:
@@ -233,10 +239,22 @@ def _verify(host: Host, ctx: Context, run_id: str, seq: int) -> StepResult:
     return "conformant", False
 
 
+def _verify_data(host: Host, ctx: Context, run_id: str, seq: int) -> StepResult:
+    """After a re-seed alone: the data volumes are healthy (configuration drift may remain)."""
+    report = run_check(ctx.fleet, [host], ctx.check, [])
+    (result,) = report.hosts
+    bad = [i for i in result.counted if i.failure]
+    if result.verdict is Verdict.UNREACHABLE or bad:
+        what = ", ".join(f"{i.kind.value} {i.target}: {i.actual}" for i in bad) or result.detail
+        raise StepFailed(f"{host.name}'s data is not healthy after the re-seed: {what}")
+    return f"data volumes healthy ({result.verdict.value})", False
+
+
 _STEP_FUNCS: dict[str, Callable[[Host, Context, str, int], StepResult]] = {
     "reimage": _reimage,
     "wait-ssh": _wait_ssh,
     "converge": _converge,
     "reseed": _reseed,
     "verify": _verify,
+    "verify-data": _verify_data,
 }

@@ -36,6 +36,8 @@ class ActionKind(StrEnum):
     NONE = "none"
     CONVERGE = "converge"
     REBUILD = "rebuild"
+    RESEED = "reseed"
+    """Only on request (`fleetmend reseed`); verdicts alone never ask for it yet."""
 
 
 class Rule(StrEnum):

@@ -7,6 +7,7 @@ refuses) -> record the run in the journal -> carry it out step by step.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from contextlib import closing
 from pathlib import Path
@@ -36,6 +37,7 @@ from fleetmend.journal import Journal, RunStatus
 from fleetmend.loading import load_model
 from fleetmend.plan import ActionKind, Plan, Policy, fingerprint, make_plan
 from fleetmend.playbooks import TaskEvent
+from fleetmend.reseed.run import ReseedOptions
 from fleetmend.settings import Settings
 from fleetmend.transport.ssh import Timeouts
 from fleetmend.waivers import load_waivers, waivers_path
@@ -125,7 +127,13 @@ def _confirm(plan: Plan, yes: bool) -> None:
     if yes:
         return
     rebuilds = [a.host for a in plan.actions if a.kind is ActionKind.REBUILD]
-    what = f"rebuild {', '.join(rebuilds)} (their disks are wiped)" if rebuilds else "converge"
+    reseeds = [a.host for a in plan.actions if a.kind is ActionKind.RESEED]
+    if rebuilds:
+        what = f"rebuild {', '.join(rebuilds)} (their disks are wiped)"
+    elif reseeds:
+        what = f"re-seed {', '.join(reseeds)} (their data is replaced by a peer's)"
+    else:
+        what = "converge"
     if not sys.stdin.isatty():
         raise Refused(
             f"refusing to {what} without confirmation: this run is not interactive",
@@ -135,13 +143,20 @@ def _confirm(plan: Plan, yes: bool) -> None:
         raise Refused("not confirmed; nothing was changed")
 
 
-def _carry_out(s: Settings, fleet: Fleet, options: CheckOptions, kind: str, plan: Plan) -> None:
-    run = start(
-        s.state_dir,
-        kind,
-        plan,
-        {"images": str(s.images.resolve()), "inventory": str(s.inventory.resolve())},
-    )
+def _carry_out(
+    s: Settings,
+    fleet: Fleet,
+    options: CheckOptions,
+    kind: str,
+    plan: Plan,
+    reseed: ReseedOptions | None = None,
+) -> None:
+    args: dict[str, object] = {
+        "images": str(s.images.resolve()),
+        "inventory": str(s.inventory.resolve()),
+        "reseed": dataclasses.asdict(reseed or ReseedOptions()),
+    }
+    run = start(s.state_dir, kind, plan, args)
     _execute(s, fleet, options, run.id)
 
 
@@ -168,8 +183,20 @@ def _execute(s: Settings, fleet: Fleet, options: CheckOptions, run_id: str) -> N
                     f"  {escape(host)}: {escape(event.task)}: {event.status}", highlight=False
                 )
 
+        with closing(statedb.connect(s.state_dir)) as db:
+            saved = Journal(db).run(run_id).args.get("reseed") or {}
+        reseed = ReseedOptions(
+            volumes=tuple(saved.get("volumes", ())),
+            source=saved.get("source"),
+            override=saved.get("override"),
+        )
         ctx = Context(
-            fleet=fleet, state_dir=s.state_dir, check=options, on_event=on_event, on_step=on_step
+            fleet=fleet,
+            state_dir=s.state_dir,
+            check=options,
+            on_event=on_event,
+            on_step=on_step,
+            reseed=reseed,
         )
         result = execute(run_id, ctx)
     if result is RunStatus.DONE:
@@ -278,6 +305,7 @@ def _act_on(
     command_timeout: float,
     waivers: Path | None,
     ssh_config: Path,
+    reseed: ReseedOptions | None = None,
 ) -> None:
     s = settings(ctx)
     fleet = Fleet.load(s.images, s.inventory)
@@ -289,7 +317,7 @@ def _act_on(
     fleet, report, options = _check(
         s, sorted(targets | peers), forks, timeout, command_timeout, waivers, ssh_config, fleet
     )
-    if kind is ActionKind.REBUILD:
+    if kind in (ActionKind.REBUILD, ActionKind.RESEED):
         force: dict[str, ActionKind] = dict.fromkeys(targets, kind)
         plan = make_plan(report, fleet.inventory, policy, force=force, targets=targets)
     else:
@@ -311,7 +339,7 @@ def _act_on(
     if not plan.actions:
         return
     _confirm(plan, yes)
-    _carry_out(s, fleet, options, kind.value, plan)
+    _carry_out(s, fleet, options, kind.value, plan, reseed)
 
 
 def converge_command(
@@ -370,6 +398,46 @@ def rebuild_command(
         ctx, ActionKind.REBUILD, hosts, yes,
         _policy(max_parallel, max_parallel_per_site, trip_wire, override),
         forks, timeout, command_timeout, waivers, ssh_config,
+    )  # fmt: skip
+
+
+def reseed_command(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Argument(help="The host whose data to re-seed from a peer.")],
+    volume: Annotated[
+        list[str] | None, typer.Option("--volume", help="Only this volume (repeatable).")
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option("--from", help="Use this peer as the source; still refused if unsafe."),
+    ] = None,
+    override_source: Annotated[
+        str | None,
+        typer.Option(
+            "--override-source",
+            metavar="REASON",
+            help="Use the --from peer although it is stale or disagrees; audited.",
+        ),
+    ] = None,
+    yes: Yes = False,
+    forks: ForksOption = DEFAULT_FORKS,
+    timeout: TimeoutOption = 10.0,
+    command_timeout: CommandTimeoutOption = 60.0,
+    waivers: WaiversOption = None,
+    ssh_config: SshConfigOption = Path("~/.ssh/config"),
+) -> None:
+    """Replace a host's data volumes with a verified copy from a healthy, fresh peer.
+
+    The source is reachable, healthy, at the freshest position, agrees with the
+    majority (three or more copies) and, among equals, is in the same site.
+    Only files that differ are sent; everything is verified against the
+    source's manifest before one atomic swap, so the old data stays until the
+    new copy is whole. Destructive: shows the plan and asks (`--yes`).
+    """
+    options = ReseedOptions(volumes=tuple(volume or ()), source=source, override=override_source)
+    _act_on(
+        ctx, ActionKind.RESEED, [host], yes, Policy(),
+        forks, timeout, command_timeout, waivers, ssh_config, options,
     )  # fmt: skip
 
 

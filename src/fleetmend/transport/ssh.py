@@ -324,11 +324,57 @@ class Connection:
             time.monotonic() - start,
         )
 
+    def stream(self, command: str) -> Stream:
+        """Start `command` with its stdin and stdout as byte streams (large transfers)."""
+        transport = self.open()
+        try:
+            channel = transport.open_session(timeout=self.timeouts.connect)
+            channel.settimeout(self.timeouts.command)
+            channel.exec_command(command)
+        except (paramiko.SSHException, OSError) as exc:
+            raise Unreachable(
+                self.target.name, Reason.ERROR, f"cannot start a stream: {exc}"
+            ) from None
+        return Stream(channel, self.target.name)
+
     def close(self) -> None:
         with self._lock:
             if self._transport is not None:
                 self._transport.close()
                 self._transport = None
+
+
+class Stream:
+    """A running remote command's stdin and stdout, for data that does not fit in memory."""
+
+    def __init__(self, channel: paramiko.Channel, host: str) -> None:
+        self.channel = channel
+        self.host = host
+
+    def send(self, data: bytes) -> None:
+        try:
+            self.channel.sendall(data)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise Unreachable(self.host, Reason.ERROR, f"stream broke: {exc}") from None
+
+    def recv(self, size: int = 4 << 20) -> bytes:
+        try:
+            return bytes(self.channel.recv(size))
+        except TimeoutError:
+            raise Unreachable(self.host, Reason.TIMEOUT, "stream stalled") from None
+
+    def close_input(self) -> None:
+        self.channel.shutdown_write()
+
+    def finish(self) -> Result:
+        """Read what is left, wait for the exit code."""
+        start = time.monotonic()
+        deadline = start + 3600
+        stdout = _read_all(self.channel, deadline, stderr=False)
+        stderr = _read_all(self.channel, deadline, stderr=True)
+        code = self.channel.recv_exit_status()
+        self.channel.close()
+        return Result(stdout.decode(errors="replace"), stderr.decode(errors="replace"), code, 0.0)
 
 
 def _read_all(channel: paramiko.Channel, deadline: float, *, stderr: bool) -> bytes:

@@ -1,0 +1,1 @@
+"""Re-seeding a host's data volumes from a healthy replicated peer, verified end to end."""

@@ -1,0 +1,195 @@
+# ruff: noqa: E501  -- the helpers are scripts shipped to hosts verbatim; they keep their own shape
+"""The helpers fleetmend sends to hosts over SSH: stdlib-only Python, nothing installed.
+
+- MANIFEST walks a volume and prints, per entry, its path, type, size, mode,
+  owner, mtime and sha256 (files) or target (links).
+- SENDER (on the source) streams the files it is asked for, framed: a 4-byte
+  length, a JSON header {"path", "size"}, then the bytes.
+- RECEIVER (on the target) takes the source's manifest, copies locally what the
+  target already holds with the right hash (delta), writes the rest from the
+  stream into a staging directory next to the volume, verifies every file
+  against the manifest, fsyncs, and only then swaps staging and live data with
+  one atomic rename (RENAME_EXCHANGE); the old data is removed after the swap.
+  Any unsafe path (absolute, `..`, a link leaving the volume, a device file) or
+  any hash mismatch stops it before the swap: the live data is never touched.
+"""
+
+from __future__ import annotations
+
+MANIFEST = r"""
+import fnmatch, grp, hashlib, json, os, pwd, stat, sys
+root, excludes = sys.argv[1], json.loads(sys.argv[2])
+def excluded(rel, is_dir):
+    name = os.path.basename(rel)
+    for pat in excludes:
+        if pat.endswith("/"):
+            if is_dir and (fnmatch.fnmatchcase(rel, pat[:-1]) or fnmatch.fnmatchcase(name, pat[:-1])):
+                return True
+        elif fnmatch.fnmatchcase(rel, pat) or fnmatch.fnmatchcase(name, pat):
+            return True
+    return False
+def owner(st):
+    try: u = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError: u = str(st.st_uid)
+    try: g = grp.getgrgid(st.st_gid).gr_name
+    except KeyError: g = str(st.st_gid)
+    return u, g
+out = []
+if os.path.isdir(root):
+    for d, dirs, files in os.walk(root):
+        reld = os.path.relpath(d, root)
+        keep = []
+        for n in sorted(dirs):
+            rel = os.path.normpath(os.path.join(reld, n))
+            if excluded(rel, True): continue
+            p = os.path.join(d, n); st = os.lstat(p)
+            if stat.S_ISLNK(st.st_mode):
+                files.append(n); continue
+            keep.append(n)
+            u, g = owner(st)
+            out.append({"p": rel, "t": "d", "m": stat.S_IMODE(st.st_mode), "u": u, "g": g})
+        dirs[:] = keep
+        for n in sorted(files):
+            rel = os.path.normpath(os.path.join(reld, n))
+            if excluded(rel, False): continue
+            p = os.path.join(d, n); st = os.lstat(p); u, g = owner(st)
+            e = {"p": rel, "m": stat.S_IMODE(st.st_mode), "u": u, "g": g, "mt": st.st_mtime_ns}
+            if stat.S_ISLNK(st.st_mode):
+                e.update(t="l", l=os.readlink(p))
+            elif stat.S_ISREG(st.st_mode):
+                h = hashlib.sha256()
+                with open(p, "rb") as f:
+                    while True:
+                        b = f.read(1 << 20)
+                        if not b: break
+                        h.update(b)
+                e.update(t="f", s=st.st_size, h=h.hexdigest())
+            else:
+                e.update(t="x")
+            out.append(e)
+json.dump(out, sys.stdout)
+"""
+
+SENDER = r"""
+import json, os, struct, sys
+paths = json.loads(sys.stdin.readline())
+out = sys.stdout.buffer
+for rel in paths:
+    if os.path.isabs(rel) or ".." in rel.split("/"):
+        sys.exit("refusing to send " + rel)
+    with open(rel, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        head = json.dumps({"path": rel, "size": size}).encode()
+        out.write(struct.pack(">I", len(head)) + head)
+        left = size
+        while left:
+            b = f.read(min(left, 1 << 20))
+            if not b: sys.exit("file shrank while sending: " + rel)
+            out.write(b); left -= len(b)
+head = json.dumps({"end": True}).encode()
+out.write(struct.pack(">I", len(head)) + head)
+out.flush()
+"""
+
+RECEIVER = r"""
+import ctypes, grp, hashlib, json, os, pwd, shutil, stat, struct, sys
+live, staging = sys.argv[1], sys.argv[2]
+inp = sys.stdin.buffer
+def fail(msg):
+    print(json.dumps({"ok": False, "error": msg})); sys.stdout.flush(); os._exit(3)
+def safe(rel):
+    if not rel or rel.startswith("/") or "\0" in rel or os.path.normpath(rel) != rel or rel.split("/")[0] == "..":
+        fail("unsafe path from the source: %r" % rel)
+    return rel
+plan = json.loads(inp.readline())
+manifest, send = plan["manifest"], set(plan["send"])
+by_path = {}
+for e in manifest:
+    rel = safe(e["p"])
+    if e["t"] == "x": fail("refusing a device, fifo or socket: %r" % rel)
+    if e["t"] == "l":
+        target = e["l"]
+        if target.startswith("/") or os.path.normpath(os.path.join(os.path.dirname(rel), target)).split("/")[0] == "..":
+            fail("refusing a link leaving the volume: %r -> %r" % (rel, target))
+    by_path[rel] = e
+os.makedirs(staging, exist_ok=True)
+os.chmod(staging, 0o700)
+def sha(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(1 << 20)
+            if not b: return h.hexdigest()
+            h.update(b)
+for rel, e in sorted(by_path.items()):
+    if e["t"] == "d": os.makedirs(os.path.join(staging, rel), exist_ok=True)
+copied = kept = 0
+for rel, e in sorted(by_path.items()):
+    if e["t"] != "f" or rel in send: continue
+    dst = os.path.join(staging, rel)
+    if os.path.isfile(dst) and not os.path.islink(dst) and sha(dst) == e["h"]:
+        kept += 1; continue
+    src = os.path.join(live, rel)
+    if not (os.path.isfile(src) and not os.path.islink(src)): fail("local copy missing: %r" % rel)
+    os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
+    shutil.copyfile(src, dst + ".part")
+    if sha(dst + ".part") != e["h"]: fail("local copy changed under us: %r" % rel)
+    os.replace(dst + ".part", dst); copied += 1
+received = nbytes = 0
+while True:
+    raw = inp.read(4)
+    if len(raw) < 4: fail("stream from the source ended early")
+    head = json.loads(inp.read(struct.unpack(">I", raw)[0]))
+    if head.get("end"): break
+    rel = safe(head["path"])
+    e = by_path.get(rel)
+    if e is None or e["t"] != "f" or rel not in send: fail("the source sent a file nobody asked for: %r" % rel)
+    dst = os.path.join(staging, rel)
+    h, left = hashlib.sha256(), head["size"]
+    with open(dst + ".part", "wb") as f:
+        while left:
+            b = inp.read(min(left, 1 << 20))
+            if not b: fail("stream from the source ended inside %r" % rel)
+            f.write(b); h.update(b); left -= len(b)
+        f.flush(); os.fsync(f.fileno())
+    if head["size"] != e["s"] or h.hexdigest() != e["h"]:
+        os.unlink(dst + ".part")
+        fail("%r does not match the source's manifest (corrupted in transit or changed at the source)" % rel)
+    os.replace(dst + ".part", dst); received += 1; nbytes += head["size"]
+for d, dirs, files in os.walk(staging, topdown=False):
+    for n in files + dirs:
+        p = os.path.join(d, n); rel = os.path.relpath(p, staging)
+        if rel not in by_path:
+            if os.path.isdir(p) and not os.path.islink(p): shutil.rmtree(p)
+            else: os.unlink(p)
+def ids(e):
+    try: u = pwd.getpwnam(e["u"]).pw_uid
+    except KeyError: u = int(e["u"]) if e["u"].isdigit() else 0
+    try: g = grp.getgrnam(e["g"]).gr_gid
+    except KeyError: g = int(e["g"]) if e["g"].isdigit() else 0
+    return u, g
+for rel, e in sorted(by_path.items(), key=lambda kv: -kv[0].count("/")):
+    p = os.path.join(staging, rel)
+    if e["t"] == "l":
+        if os.path.lexists(p): os.unlink(p)
+        os.symlink(e["l"], p)
+        os.lchown(p, *ids(e)); continue
+    if e["t"] == "f":
+        if not os.path.isfile(p) or sha(p) != e["h"]: fail("verification failed for %r" % rel)
+    os.chown(p, *ids(e)); os.chmod(p, e["m"])
+    if e["t"] == "f": os.utime(p, ns=(e["mt"], e["mt"]))
+for d, dirs, files in os.walk(staging):
+    fd = os.open(d, os.O_RDONLY); os.fsync(fd); os.close(fd)
+if os.path.isdir(live):
+    st = os.stat(live); os.chown(staging, st.st_uid, st.st_gid); os.chmod(staging, stat.S_IMODE(st.st_mode))
+    libc = ctypes.CDLL(None, use_errno=True)
+    AT_FDCWD, RENAME_EXCHANGE = -100, 2
+    if libc.renameat2(AT_FDCWD, staging.encode(), AT_FDCWD, live.encode(), RENAME_EXCHANGE) != 0:
+        fail("atomic swap failed: " + os.strerror(ctypes.get_errno()))
+    shutil.rmtree(staging)
+else:
+    os.makedirs(os.path.dirname(live), exist_ok=True)
+    os.rename(staging, live)
+parent = os.open(os.path.dirname(live) or "/", os.O_RDONLY); os.fsync(parent); os.close(parent)
+print(json.dumps({"ok": True, "received": received, "bytes": nbytes, "copied": copied, "kept": kept}))
+"""

@@ -1,0 +1,100 @@
+"""Re-seed every data volume of a host: pick a source per volume, copy, verify, swap."""
+
+from __future__ import annotations
+
+from contextlib import closing
+from dataclasses import dataclass
+
+from fleetmend import audit, statedb
+from fleetmend.check import CheckOptions, run_check
+from fleetmend.drift import Verdict
+from fleetmend.fleet import Fleet
+from fleetmend.inventory import Host
+from fleetmend.reseed.sources import Candidate, choose
+from fleetmend.reseed.transfer import (
+    ReseedError,
+    VolumeResult,
+    content_digest,
+    manifest,
+    reseed_volume,
+)
+from fleetmend.transport.ssh import Connection, Connections, KnownHosts
+from fleetmend.transport.target import target_for
+
+
+@dataclass(frozen=True)
+class ReseedOptions:
+    volumes: tuple[str, ...] = ()
+    """Only these volumes (default: every volume of the host's image)."""
+    source: str | None = None
+    """`--from PEER`: still refused when a rule rejects it, unless `override` says why."""
+    override: str | None = None
+
+
+def reseed_host(
+    fleet: Fleet, host: Host, check: CheckOptions, options: ReseedOptions
+) -> list[VolumeResult]:
+    image = fleet.image_of(host)
+    unknown = [v for v in options.volumes if v not in image.volumes]
+    if unknown:
+        raise ReseedError(
+            f"{host.name}'s image {image.name} has no volume {unknown[0]!r}",
+            f"its volumes: {', '.join(sorted(image.volumes)) or 'none'}",
+        )
+    names = list(options.volumes) or sorted(image.volumes)
+    if not names:
+        return []
+    peers = fleet.inventory.peers(host)
+    if not peers:
+        raise ReseedError(f"{host.name} has no replica-set peers to re-seed from")
+    report = {r.host: r for r in run_check(fleet, peers, check, []).hosts}
+    known = KnownHosts(check.own_known_hosts, check.user_known_hosts)
+    results = []
+    with Connections(known, check.timeouts) as connections:
+
+        def conn(h: Host) -> Connection:
+            return connections.get(target_for(h, fleet.inventory.source, check.ssh_config))
+
+        for name in names:
+            volume = image.volumes[name]
+            candidates = []
+            for peer in peers:
+                r = report[peer.name]
+                facts = r.volumes.get(name, {})
+                healthy = r.verdict in (Verdict.CONFORMANT, Verdict.DRIFTED) and facts.get(
+                    "health_rc"
+                ) in (0, None)
+                digest = None
+                if healthy and len(peers) >= 2:  # three or more copies: the majority decides
+                    digest = content_digest(manifest(conn(peer), volume.path, volume.exclude))
+                elif healthy:
+                    digest = "-"
+                candidates.append(
+                    Candidate(
+                        host=peer.name,
+                        site=peer.site,
+                        reachable=r.verdict is not Verdict.UNREACHABLE,
+                        healthy=healthy,
+                        position=facts.get("position"),
+                        manifest=digest,
+                    )
+                )
+            choice = choose(candidates, host.site, options.source, options.override)
+            if choice.source is None:
+                why = "; ".join(f"{h}: {reason}" for h, reason in sorted(choice.rejected.items()))
+                raise ReseedError(
+                    f"no safe source to re-seed {host.name}:{volume.path} from: {why}",
+                    "repair a peer first, or force one with --from PEER --override-source REASON",
+                )
+            if choice.overridden is not None:
+                with closing(statedb.connect(check.state_dir)) as db:
+                    audit.append(
+                        db,
+                        "override-source",
+                        f"{host.name}:{name}",
+                        reason=options.override or "",
+                        detail=f"source {choice.source} although: {choice.overridden}",
+                    )
+            source = fleet.inventory.host(choice.source)
+            results.append(reseed_volume(name, volume, conn(source), conn(host)))
+    return results

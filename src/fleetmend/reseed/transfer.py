@@ -1,0 +1,167 @@
+"""Re-seed one data volume from a source peer to a target, through fleetmend's own SSH.
+
+The servers need no trust in each other: the source's stream comes to fleetmend
+and goes on to the target. Only files the target does not already hold with the
+right hash are sent (delta); what staging already holds verified is kept (an
+interrupted re-seed resumes). The target verifies every file against the
+source's manifest before one atomic swap; the old data stays until then.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+from fleetmend.errors import FleetmendError
+from fleetmend.images import VolumeSpec
+from fleetmend.reseed.helpers import MANIFEST, RECEIVER, SENDER
+from fleetmend.transport.ssh import Connection
+
+Manifest = list[dict[str, Any]]
+
+
+class ReseedError(FleetmendError):
+    """A re-seed could not be done safely; the target's live data is as it was."""
+
+
+@dataclass(frozen=True)
+class VolumeResult:
+    volume: str
+    source: str
+    files: int
+    sent: int
+    bytes: int
+    copied_locally: int
+    kept_from_staging: int
+    seconds: float
+    position: str | None
+
+
+def staging_path(volume: VolumeSpec) -> str:
+    path = PurePosixPath(volume.path)
+    return str(path.parent / f".{path.name}.fleetmend-staging")
+
+
+def _python(script: str, *args: str) -> str:
+    return " ".join(["python3", "-c", shlex.quote(script), *(shlex.quote(a) for a in args)])
+
+
+def manifest(conn: Connection, path: str, excludes: list[str]) -> Manifest:
+    """The manifest of a volume (or staging directory) on a host; empty when it is absent."""
+    result = conn.run(_python(MANIFEST, path, json.dumps(excludes)), timeout=3600)
+    if result.exit_code != 0:
+        raise ReseedError(
+            f"{conn.target.name}: manifest of {path} failed: {result.stderr.strip()[-300:]}"
+        )
+    try:
+        data = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        raise ReseedError(f"{conn.target.name}: unreadable manifest of {path}") from None
+    return list(data)
+
+
+def content_digest(entries: Manifest) -> str:
+    """What two copies must agree on: paths, types, sizes, hashes, link targets."""
+    key = sorted((e["p"], e["t"], e.get("s"), e.get("h"), e.get("l")) for e in entries)
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()
+
+
+def _run_hook(conn: Connection, volume: VolumeSpec, hook: str | None, what: str) -> None:
+    if not hook:
+        return
+    result = conn.run(f"cd {shlex.quote(volume.path)} 2>/dev/null; sh -c {shlex.quote(hook)}")
+    if result.exit_code != 0:
+        raise ReseedError(
+            f"{conn.target.name}: {what} hook failed (exit {result.exit_code}): "
+            f"{(result.stderr or result.stdout).strip()[-300:]}"
+        )
+
+
+def _position(conn: Connection, volume: VolumeSpec) -> str | None:
+    if volume.position is None:
+        return None
+    result = conn.run(f"cd {shlex.quote(volume.path)} && sh -c {shlex.quote(volume.position)}")
+    text = result.stdout.strip()
+    return text if result.exit_code == 0 and text else None
+
+
+def reseed_volume(
+    name: str,
+    volume: VolumeSpec,
+    source: Connection,
+    target: Connection,
+    *,
+    tamper: Callable[[bytes], bytes] | None = None,
+) -> VolumeResult:
+    """Copy `volume` from `source` to `target`, verified, swapped in atomically.
+
+    `tamper` alters the stream on its way (fault injection for drills and tests:
+    a corrupted transfer must be caught before the swap).
+    """
+    start = time.monotonic()
+    wanted = manifest(source, volume.path, volume.exclude)
+    odd = [e["p"] for e in wanted if e["t"] == "x"]
+    if odd:
+        raise ReseedError(
+            f"{source.target.name}:{volume.path} holds device files, fifos or sockets "
+            f"({', '.join(odd[:3])}): refusing to copy them"
+        )
+    source_position = _position(source, volume)
+    live = {
+        e["p"]: e.get("h") for e in manifest(target, volume.path, volume.exclude) if e["t"] == "f"
+    }
+    staged = {
+        e["p"]: e.get("h") for e in manifest(target, staging_path(volume), []) if e["t"] == "f"
+    }
+    send = [
+        e["p"]
+        for e in wanted
+        if e["t"] == "f" and live.get(e["p"]) != e["h"] and staged.get(e["p"]) != e["h"]
+    ]
+    _run_hook(target, volume, volume.hooks.before_reseed, "before_reseed")
+    receiver = target.stream(_python(RECEIVER, volume.path, staging_path(volume)))
+    receiver.send((json.dumps({"manifest": wanted, "send": send}) + "\n").encode())
+    sender = source.stream(f"cd {shlex.quote(volume.path)} && {_python(SENDER)}")
+    sender.send((json.dumps(send) + "\n").encode())
+    sender.close_input()
+    while True:
+        chunk = sender.recv()
+        if not chunk:
+            break
+        receiver.send(tamper(chunk) if tamper else chunk)
+    sent = sender.finish()
+    receiver.close_input()
+    received = receiver.finish()
+    try:
+        outcome = json.loads(received.stdout.strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError):
+        outcome = {"ok": False, "error": received.stderr.strip()[-300:] or "no answer"}
+    if not outcome.get("ok"):
+        raise ReseedError(
+            f"re-seed of {target.target.name}:{volume.path} from {source.target.name} stopped, "
+            f"live data untouched: {outcome.get('error')}"
+            + (f" (source: {sent.stderr.strip()[-200:]})" if sent.exit_code else "")
+        )
+    _run_hook(target, volume, volume.hooks.after_reseed, "after_reseed")
+    position = _position(target, volume)
+    if volume.position is not None and position is None:
+        raise ReseedError(
+            f"{target.target.name}: {name}'s position command fails after the re-seed"
+        )
+    return VolumeResult(
+        volume=name,
+        source=source.target.name,
+        files=sum(1 for e in wanted if e["t"] == "f"),
+        sent=int(outcome["received"]),
+        bytes=int(outcome["bytes"]),
+        copied_locally=int(outcome["copied"]),
+        kept_from_staging=int(outcome["kept"]),
+        seconds=time.monotonic() - start,
+        position=position or source_position,
+    )
