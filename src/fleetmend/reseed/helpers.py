@@ -139,7 +139,11 @@ received = nbytes = 0
 while True:
     raw = inp.read(4)
     if len(raw) < 4: fail("stream from the source ended early")
-    head = json.loads(inp.read(struct.unpack(">I", raw)[0]))
+    try:
+        head = json.loads(inp.read(struct.unpack(">I", raw)[0]))
+        assert isinstance(head, dict)
+    except (ValueError, AssertionError, MemoryError, OverflowError):
+        fail("garbled stream from the source (corrupted in transit?)")
     if head.get("end"): break
     rel = safe(head["path"])
     e = by_path.get(rel)

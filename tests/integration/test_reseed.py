@@ -1,0 +1,295 @@
+"""Re-seeding against a lab: every test asserts the target's data equals the source's."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from fleetmend.cli.app import app
+from fleetmend.fleet import Fleet
+from fleetmend.lab import Fault, Lab, hosts_from_fleet
+from fleetmend.lab.faults import FaultOptions
+from fleetmend.reseed.helpers import RECEIVER
+from fleetmend.reseed.transfer import ReseedError, content_digest, manifest, reseed_volume
+from fleetmend.transport.ssh import Connection, KnownHosts, Timeouts
+from fleetmend.transport.target import target_for
+from tests.integration.lab_helpers import require_root, run
+
+NET = "127.77.203."
+HOSTS = ("a", "b", "c", "d")
+DATA = "/srv/data"
+
+
+def write_inputs(root: Path) -> tuple[Path, Path]:
+    images = root / "images"
+    (images / "templates").mkdir(parents=True)
+    lines = Path("/etc/os-release").read_text().splitlines()
+    values = dict(line.split("=", 1) for line in lines if "=" in line)
+    store = {
+        "name": "store",
+        "version": "1",
+        "os": {"id": values["ID"].strip('"'), "version_id": values["VERSION_ID"].strip('"')},
+        "volumes": {
+            "data": {
+                "path": DATA,
+                "position": "cat POSITION",
+                "health": "test -s POSITION",
+                "exclude": ["tmp/"],
+            }
+        },
+    }
+    (images / "store.yaml").write_text(yaml.safe_dump(store))
+    inventory = {
+        "all": {
+            "vars": {
+                "ansible_port": 2200,
+                "fleetmend_image": "store",
+                "fleetmend_replica_set": "rs",
+                "fleetmend_replica_sets": {"rs": {"min_live": 1}},
+            },
+            "hosts": {h: {"ansible_host": f"{NET}{i}"} for i, h in enumerate(HOSTS, start=11)},
+        }
+    }
+    (root / "fleet.yaml").write_text(yaml.safe_dump(inventory))
+    return images, root / "fleet.yaml"
+
+
+_MAKE = (
+    "import random; [open(f'objects/o{i}', 'wb').write(random.Random(i).randbytes(i * 3000)) "
+    "for i in range(1, 61)]"
+)
+SEED = (
+    f"rm -rf {DATA} && mkdir -p {DATA}/objects/deep/er {DATA}/tmp && cd {DATA} && "
+    f"python3 -c {shlex.quote(_MAKE)} && "
+    "printf 'empty' > objects/deep/er/e; : > objects/zero; ln -s o1 objects/link; "
+    "chmod 0600 objects/o2; echo scratch > tmp/skip; echo 5 > POSITION"
+)
+"""The same data on every host that runs it: what replication would have made."""
+
+
+@dataclass
+class ReseedLab:
+    lab: Lab
+    images: Path
+    state: Path
+
+    @property
+    def fleet(self) -> Fleet:
+        return Fleet.load(self.images, self.lab.inventory_path)
+
+    def conn(self, host: str) -> Connection:
+        fleet = self.fleet
+        known = KnownHosts(self.state / "known_hosts", [])
+        return Connection(target_for(fleet.inventory.host(host), "t", None), known, Timeouts())
+
+    def digest(self, host: str) -> str:
+        with self.conn(host) as c:
+            return content_digest(manifest(c, DATA, ["tmp/"]))
+
+    def cli(self, *args: str) -> tuple[int, str, str]:
+        result = CliRunner().invoke(
+            app,
+            ["--images", str(self.images), "-i", str(self.lab.inventory_path),
+             "--state-dir", str(self.state), *args],
+        )  # fmt: skip
+        return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="module")
+def rl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReseedLab]:
+    require_root()
+    root = tmp_path_factory.mktemp("reseed")
+    images, inventory = write_inputs(root)
+    lab = Lab(root / "state")
+    try:
+        source = Fleet.load(images, inventory)
+        sets = {n: {"min_live": r.min_live} for n, r in source.inventory.replica_sets.items()}
+        lab.up(hosts_from_fleet(source), source=str(inventory), replica_sets=sets)
+        for host in ("a", "b", "c"):
+            run(lab, host, SEED)
+        yield ReseedLab(lab, images, root / "state")
+    finally:
+        lab.down()
+
+
+def test_1_rebuild_reseeds_a_wiped_host_byte_for_byte(rl: ReseedLab) -> None:
+    assert rl.digest("a") == rl.digest("b") == rl.digest("c")
+    rl.lab.break_host("d", Fault.WIPE_DISK)
+    code, _, err = rl.cli("rebuild", "d", "--yes")
+    assert code == 0, err
+    assert rl.digest("d") == rl.digest("a")
+    link = run(rl.lab, "d", f"readlink {DATA}/objects/link; stat -c %a {DATA}/objects/o2")
+    assert link.split() == ["o1", "600"]
+    assert run(rl.lab, "d", f"test -e {DATA}/tmp/skip && echo yes || echo no").strip() == "no"
+    assert "reseed" in err and "from" in err
+
+
+def test_2_delta_sends_only_what_differs(rl: ReseedLab) -> None:
+    run(
+        rl.lab,
+        "d",
+        f"echo damaged > {DATA}/objects/o7; rm {DATA}/objects/o8; echo extra > {DATA}/objects/x",
+    )
+    code, _, err = rl.cli("reseed", "d", "--yes")
+    assert code == 0, err
+    assert "2 of 63 files sent" in err  # 60 objects, e, zero, POSITION
+    assert rl.digest("d") == rl.digest("a")
+
+
+def test_3_a_byte_corrupted_in_transit_is_never_swapped_in(rl: ReseedLab) -> None:
+    run(rl.lab, "d", f"echo damaged > {DATA}/objects/o9")
+    before = rl.digest("d")
+    volume = rl.fleet.catalog.resolve("store").volumes["data"]
+
+    flipped = []
+
+    def flip(chunk: bytes) -> bytes:  # one byte, once: in file content or in a frame header
+        if flipped or len(chunk) < 100:
+            return chunk
+        flipped.append(len(chunk) // 2)
+        i = len(chunk) // 2
+        return chunk[:i] + bytes([chunk[i] ^ 0xFF]) + chunk[i + 1 :]
+
+    with (
+        rl.conn("a") as source,
+        rl.conn("d") as target,
+        pytest.raises(ReseedError, match="stopped, live data untouched"),
+    ):
+        reseed_volume("data", volume, source, target, tamper=flip)
+    assert rl.digest("d") == before  # live data untouched
+    code, _, err = rl.cli("reseed", "d", "--yes")  # an honest re-run completes
+    assert code == 0, err
+    assert rl.digest("d") == rl.digest("a")
+
+
+def test_4_a_copy_disagreeing_with_the_majority_is_never_the_source(rl: ReseedLab) -> None:
+    # b is the freshest, but a byte of its data flipped silently: it must not spread
+    rl.lab.break_host("b", Fault.CORRUPT_DATA, FaultOptions(volume="data", count=1, seed=3))
+    run(rl.lab, "b", f"echo 9 > {DATA}/POSITION")
+    try:
+        run(rl.lab, "d", f"echo damaged > {DATA}/objects/o3")
+        code, _, err = rl.cli("reseed", "d", "--yes")
+        assert code == 0, err
+        assert "from b" not in err
+        assert rl.digest("d") == rl.digest("a") != rl.digest("b")
+        code, out, err = rl.cli("reseed", "d", "--from", "b", "--yes")
+        assert code == 4 and "disagrees with the majority" in out + err
+    finally:
+        rl.lab.heal_fault("b")
+        run(rl.lab, "b", f"echo 5 > {DATA}/POSITION")
+
+
+def _receive(
+    rl: ReseedLab, plan: dict[str, object], frames: list[tuple[str, bytes]]
+) -> dict[str, object]:
+    """Feed the target's receiver a crafted manifest and stream, as a malicious peer would."""
+    stream = (json.dumps(plan) + "\n").encode()
+    for path, body in frames:
+        head = json.dumps({"path": path, "size": len(body)}).encode()
+        stream += struct.pack(">I", len(head)) + head + body
+    end = json.dumps({"end": True}).encode()
+    stream += struct.pack(">I", len(end)) + end
+    with rl.conn("d") as target:
+        command = " ".join(
+            ["python3", "-c", shlex.quote(RECEIVER), DATA, "/srv/.data.fleetmend-staging"]
+        )
+        result = target.run(command, stdin=stream.decode("latin-1"))
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize(
+    ("entry", "frames", "message"),
+    [
+        (
+            {
+                "p": "../evil",
+                "t": "f",
+                "s": 1,
+                "h": "0",
+                "m": 420,
+                "u": "root",
+                "g": "root",
+                "mt": 0,
+            },
+            [],
+            "unsafe path",
+        ),
+        (
+            {
+                "p": "/etc/evil",
+                "t": "f",
+                "s": 1,
+                "h": "0",
+                "m": 420,
+                "u": "root",
+                "g": "root",
+                "mt": 0,
+            },
+            [],
+            "unsafe path",
+        ),
+        (
+            {
+                "p": "l",
+                "t": "l",
+                "l": "../../etc/shadow",
+                "m": 511,
+                "u": "root",
+                "g": "root",
+                "mt": 0,
+            },
+            [],
+            "link leaving",
+        ),
+        ({"p": "dev", "t": "x", "m": 420, "u": "root", "g": "root", "mt": 0}, [], "device"),
+        (
+            {
+                "p": "ok",
+                "t": "f",
+                "s": 3,
+                "h": "0" * 64,
+                "m": 420,
+                "u": "root",
+                "g": "root",
+                "mt": 0,
+            },
+            [("../../etc/evil", b"bad")],
+            "unsafe path",
+        ),
+    ],
+)
+def test_5_a_malicious_peer_is_refused_and_nothing_is_touched(
+    rl: ReseedLab, entry: dict[str, object], frames: list[tuple[str, bytes]], message: str
+) -> None:
+    before = rl.digest("d")
+    outcome = _receive(rl, {"manifest": [entry], "send": [entry["p"]]}, frames)
+    assert outcome["ok"] is False and message in str(outcome["error"])
+    assert rl.digest("d") == before
+    assert run(rl.lab, "d", "ls /etc/evil /srv/evil 2>/dev/null | wc -l").strip() == "0"
+
+
+def test_6_no_safe_source_says_why_for_each(rl: ReseedLab) -> None:
+    # a is down; b and c disagree, and with no majority neither can be trusted
+    rl.lab.break_host("a", Fault.DOWN)
+    rl.lab.break_host("c", Fault.CORRUPT_DATA, FaultOptions(volume="data", count=1, seed=11))
+    try:
+        before = rl.digest("d")
+        code, out, err = rl.cli("reseed", "d", "--yes", "--timeout", "2")
+        assert code == 4
+        text = out + err
+        assert "no safe source" in text
+        assert "a: unreachable" in text
+        assert "b: no majority among 2 differing copies" in text
+        assert "c: no majority among 2 differing copies" in text
+        assert rl.digest("d") == before
+    finally:
+        rl.lab.heal_fault("a")
+        rl.lab.heal_fault("c")
