@@ -149,7 +149,7 @@ def test_3_a_byte_corrupted_in_transit_is_never_swapped_in(rl: ReseedLab) -> Non
     before = rl.digest("d")
     volume = rl.fleet.catalog.resolve("store").volumes["data"]
 
-    flipped = []
+    flipped: list[int] = []
 
     def flip(chunk: bytes) -> bytes:  # one byte, once: in file content or in a frame header
         if flipped or len(chunk) < 100:
