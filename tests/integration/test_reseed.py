@@ -293,3 +293,33 @@ def test_6_no_safe_source_says_why_for_each(rl: ReseedLab) -> None:
     finally:
         rl.lab.heal_fault("a")
         rl.lab.heal_fault("c")
+
+
+def test_7_scrub_finds_exactly_the_corrupted_files_and_repairs_only_them(rl: ReseedLab) -> None:
+    injected = rl.lab.break_host(
+        "c", Fault.CORRUPT_DATA, FaultOptions(volume="data", count=2, seed=5)
+    )
+    corrupted = sorted(f["path"].removeprefix(f"{DATA}/") for f in injected.detail["flipped"])
+    a_before, b_before = rl.digest("a"), rl.digest("b")
+    code, out, _ = rl.cli("scrub", "--format", "json")
+    assert code == 4
+    (volume,) = json.loads(out)
+    assert volume["disagreements"] == {"c": corrupted}
+    assert volume["good_sources"] == ["a", "b", "d"]
+    code, out, err = rl.cli("scrub", "--repair", "--yes")
+    assert code == 0, err
+    assert "repaired rs/data: 2 file(s) from" in out
+    assert rl.digest("c") == rl.digest("a") == a_before
+    assert rl.digest("b") == b_before
+    code, _, _ = rl.cli("scrub")
+    assert code == 0
+    rl.lab.record()  # the corruption fault stays recorded; the data no longer needs undoing
+
+
+def test_8_max_rate_bounds_the_transfer(rl: ReseedLab) -> None:
+    run(rl.lab, "d", f"rm {DATA}/objects/o60")  # 180 kB to send
+    code, _, err = rl.cli("reseed", "d", "--yes", "--max-rate", "0.1")
+    assert code == 0, err
+    seconds = float(err.split("position 5, ")[1].split("s")[0])
+    assert seconds >= 1.7, err  # 180 kB at 100 kB/s
+    assert rl.digest("d") == rl.digest("a")

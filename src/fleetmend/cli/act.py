@@ -8,6 +8,7 @@ refuses) -> record the run in the journal -> carry it out step by step.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from contextlib import closing
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from fleetmend import audit, statedb
+from fleetmend import audit, locks, statedb
 from fleetmend import history as history_db
 from fleetmend.check import DEFAULT_FORKS, CheckOptions, CheckReport, run_check
 from fleetmend.cli.common import (
@@ -29,7 +30,7 @@ from fleetmend.cli.common import (
     settings,
 )
 from fleetmend.console import OutputFormat, err, out, print_json, table
-from fleetmend.errors import ExitCode, FleetmendError
+from fleetmend.errors import ExitCode, FleetmendError, InputError
 from fleetmend.execute import Context, execute, start
 from fleetmend.fleet import Fleet
 from fleetmend.fsutil import write_atomic
@@ -38,6 +39,7 @@ from fleetmend.loading import load_model
 from fleetmend.plan import ActionKind, Plan, Policy, fingerprint, make_plan
 from fleetmend.playbooks import TaskEvent
 from fleetmend.reseed.run import ReseedOptions
+from fleetmend.reseed.scrub import repair, scrub_fleet
 from fleetmend.settings import Settings
 from fleetmend.transport.ssh import Timeouts
 from fleetmend.waivers import load_waivers, waivers_path
@@ -189,6 +191,7 @@ def _execute(s: Settings, fleet: Fleet, options: CheckOptions, run_id: str) -> N
             volumes=tuple(saved.get("volumes", ())),
             source=saved.get("source"),
             override=saved.get("override"),
+            max_rate=saved.get("max_rate"),
         )
         ctx = Context(
             fleet=fleet,
@@ -419,6 +422,15 @@ def reseed_command(
             help="Use the --from peer although it is stale or disagrees; audited.",
         ),
     ] = None,
+    max_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--max-rate",
+            metavar="MB/S",
+            min=0.1,
+            help="Bandwidth the re-seed may take from its source (a busy primary keeps serving).",
+        ),
+    ] = None,
     yes: Yes = False,
     forks: ForksOption = DEFAULT_FORKS,
     timeout: TimeoutOption = 10.0,
@@ -434,7 +446,12 @@ def reseed_command(
     source's manifest before one atomic swap, so the old data stays until the
     new copy is whole. Destructive: shows the plan and asks (`--yes`).
     """
-    options = ReseedOptions(volumes=tuple(volume or ()), source=source, override=override_source)
+    options = ReseedOptions(
+        volumes=tuple(volume or ()),
+        source=source,
+        override=override_source,
+        max_rate=max_rate * 1e6 if max_rate else None,
+    )
     _act_on(
         ctx, ActionKind.RESEED, [host], yes, Policy(),
         forks, timeout, command_timeout, waivers, ssh_config, options,
@@ -565,3 +582,98 @@ def audit_show(ctx: typer.Context, limit: int = 50, fmt: FormatOption = None) ->
             ),
         )
     )
+
+
+def scrub_command(
+    ctx: typer.Context,
+    replica_set: Annotated[
+        list[str] | None,
+        typer.Option("--replica-set", help="Only this replica set (repeatable); default all."),
+    ] = None,
+    repair_: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="Re-seed the disagreeing files from a replica that agrees with the majority.",
+        ),
+    ] = False,
+    yes: Yes = False,
+    timeout: TimeoutOption = 10.0,
+    ssh_config: SshConfigOption = Path("~/.ssh/config"),
+    fmt: FormatOption = None,
+) -> None:
+    """Compare every replica's data with the majority: find silent corruption.
+
+    Reads a manifest (hash of every file) of each member's data volumes. A
+    replica's files that differ from what most replicas hold are listed; with
+    `--repair` exactly those are re-seeded from a replica that agrees with the
+    majority everywhere (asks first; `--yes` in scripts). Exit 0 when every
+    replica agrees (or was repaired), 4 when disagreements remain.
+    """
+    s = settings(ctx)
+    fleet = Fleet.load(s.images, s.inventory)
+    sets = replica_set or sorted(fleet.inventory.replica_sets)
+    for name in sets:
+        if name not in fleet.inventory.replica_sets:
+            raise InputError.one(
+                fleet.inventory.source,
+                "",
+                f"unknown replica set {name!r}",
+                f"replica sets: {', '.join(sorted(fleet.inventory.replica_sets)) or 'none'}",
+            )
+    options = CheckOptions(
+        state_dir=s.state_dir,
+        timeouts=Timeouts(connect=timeout, command=3600),
+        ssh_config=ssh_config.expanduser(),
+    )
+    with err.status("reading manifests ..."):
+        results, connections = scrub_fleet(fleet, options, sets)
+    try:
+        if s.output(fmt) is OutputFormat.JSON and not repair_:
+            print_json([dataclasses.asdict(r) for r in results])
+        else:
+            rows = []
+            for r in results:
+                for member in r.members + r.unreachable:
+                    paths = r.disagreements.get(member, [])
+                    state = "unreachable" if member in r.unreachable else (
+                        f"{len(paths)} file(s) disagree" if paths else "agrees"
+                    )  # fmt: skip
+                    rows.append([r.replica_set, r.volume, member, state, ", ".join(paths[:5])])
+            out.print(table(None, ["REPLICA SET", "VOLUME", "HOST", "DATA", "FILES"], rows))
+            for r in results:
+                if r.undecided:
+                    out.print(
+                        f"[yellow]{r.replica_set}/{r.volume}: no majority for "
+                        f"{len(r.undecided)} path(s): {', '.join(r.undecided[:5])}[/]"
+                    )
+        broken = [r for r in results if r.disagreements or r.undecided]
+        if not broken:
+            return
+        if not repair_:
+            raise typer.Exit(int(ExitCode.HOSTS_FAILED))
+        members = sorted({m for r in broken for m in r.disagreements})
+        if not yes:
+            if not sys.stdin.isatty():
+                raise Refused(
+                    f"refusing to repair {', '.join(members)} without confirmation",
+                    "pass --yes in scripts",
+                )
+            if not typer.confirm(f"Re-seed the disagreeing files of {', '.join(members)}?"):
+                raise Refused("not confirmed; nothing was changed")
+        owner = f"scrub-{os.getpid()}"
+        with closing(statedb.connect(s.state_dir)) as db:
+            locks.acquire(db, [f"replica-set:{r.replica_set}" for r in broken], owner)
+        try:
+            for r in broken:
+                for result in repair(fleet, options, r, connections):
+                    out.print(
+                        f"repaired {r.replica_set}/{r.volume}: {result.sent} file(s) from "
+                        f"{result.source}",
+                        highlight=False,
+                    )
+        finally:
+            with closing(statedb.connect(s.state_dir)) as db:
+                locks.release(db, owner)
+    finally:
+        connections.close()

@@ -197,3 +197,17 @@ else:
 parent = os.open(os.path.dirname(live) or "/", os.O_RDONLY); os.fsync(parent); os.close(parent)
 print(json.dumps({"ok": True, "received": received, "bytes": nbytes, "copied": copied, "kept": kept}))
 """
+
+SWAP = r"""
+# swap a staging directory in for a volume, atomically (the command strategy)
+import ctypes, os, shutil, sys
+live, staging = sys.argv[1], sys.argv[2]
+if os.path.isdir(live):
+    st = os.stat(live); os.chown(staging, st.st_uid, st.st_gid); os.chmod(staging, st.st_mode & 0o7777)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.renameat2(-100, staging.encode(), -100, live.encode(), 2) != 0:
+        sys.exit("atomic swap failed: " + os.strerror(ctypes.get_errno()))
+    shutil.rmtree(staging)
+else:
+    os.makedirs(os.path.dirname(live), exist_ok=True); os.rename(staging, live)
+"""

@@ -29,6 +29,8 @@ class ReseedOptions:
     source: str | None = None
     """`--from PEER`: still refused when a rule rejects it, unless `override` says why."""
     override: str | None = None
+    max_rate: float | None = None
+    """Bytes per second the re-seed may take from its source."""
 
 
 def reseed_host(
@@ -96,5 +98,7 @@ def reseed_host(
                         detail=f"source {choice.source} although: {choice.overridden}",
                     )
             source = fleet.inventory.host(choice.source)
-            results.append(reseed_volume(name, volume, conn(source), conn(host)))
+            results.append(
+                reseed_volume(name, volume, conn(source), conn(host), max_rate=options.max_rate)
+            )
     return results

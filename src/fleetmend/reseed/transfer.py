@@ -20,8 +20,8 @@ from typing import Any
 
 from fleetmend.errors import FleetmendError
 from fleetmend.images import VolumeSpec
-from fleetmend.reseed.helpers import MANIFEST, RECEIVER, SENDER
-from fleetmend.transport.ssh import Connection
+from fleetmend.reseed.helpers import MANIFEST, RECEIVER, SENDER, SWAP
+from fleetmend.transport.ssh import Connection, Stream
 
 Manifest = list[dict[str, Any]]
 
@@ -91,19 +91,108 @@ def _position(conn: Connection, volume: VolumeSpec) -> str | None:
     return text if result.exit_code == 0 and text else None
 
 
+def _relay(
+    source: Stream,
+    target: Stream,
+    max_rate: float | None,
+    tamper: Callable[[bytes], bytes] | None = None,
+) -> int:
+    """Copy source's stdout to target's stdin, at most `max_rate` bytes a second."""
+    start, total = time.monotonic(), 0
+    while True:
+        chunk = source.recv(1 << 20 if max_rate is None else max(4096, int(max_rate / 20)))
+        if not chunk:
+            return total
+        target.send(tamper(chunk) if tamper else chunk)
+        total += len(chunk)
+        if max_rate:
+            ahead = total / max_rate - (time.monotonic() - start)
+            if ahead > 0:
+                time.sleep(ahead)
+
+
+def _reseed_command(
+    name: str, volume: VolumeSpec, source: Connection, target: Connection, max_rate: float | None
+) -> VolumeResult:
+    """The `command` strategy: `dump` on the source, relayed into `restore` on the target.
+
+    `restore` writes into $FLEETMEND_STAGING; FLEETMEND_SOURCE (the source's
+    name) and FLEETMEND_SOURCE_ADDRESS are set for it. The staging directory is
+    swapped in only when restore succeeded and the volume's health command
+    passes on it; the old data stays until then.
+    """
+    start = time.monotonic()
+    assert volume.reseed.dump is not None and volume.reseed.restore is not None
+    staging = staging_path(volume)
+    env = (
+        f"FLEETMEND_STAGING={shlex.quote(staging)} "
+        f"FLEETMEND_SOURCE={shlex.quote(source.target.name)} "
+        f"FLEETMEND_SOURCE_ADDRESS={shlex.quote(source.target.address)}"
+    )
+    prepare = target.run(f"rm -rf {shlex.quote(staging)} && mkdir -p {shlex.quote(staging)}")
+    if prepare.exit_code != 0:
+        raise ReseedError(f"{target.target.name}: cannot make {staging}: {prepare.stderr.strip()}")
+    _run_hook(target, volume, volume.hooks.before_reseed, "before_reseed")
+    restore = target.stream(
+        f"cd {shlex.quote(staging)} && {env} sh -c {shlex.quote(volume.reseed.restore)}"
+    )
+    dump = source.stream(
+        f"cd {shlex.quote(volume.path)} && sh -c {shlex.quote(volume.reseed.dump)}"
+    )
+    dump.close_input()
+    moved = _relay(dump, restore, max_rate)
+    dumped = dump.finish()
+    restore.close_input()
+    restored = restore.finish()
+    if dumped.exit_code != 0 or restored.exit_code != 0:
+        target.run(f"rm -rf {shlex.quote(staging)}")
+        raise ReseedError(
+            f"re-seed of {target.target.name}:{volume.path} from {source.target.name} stopped, "
+            f"live data untouched: dump exited {dumped.exit_code}, restore exited "
+            f"{restored.exit_code}: {(dumped.stderr + restored.stderr).strip()[-300:]}"
+        )
+    if volume.health:
+        healthy = target.run(f"cd {shlex.quote(staging)} && sh -c {shlex.quote(volume.health)}")
+        if healthy.exit_code != 0:
+            target.run(f"rm -rf {shlex.quote(staging)}")
+            raise ReseedError(
+                f"{target.target.name}: restored data fails {name}'s health command; "
+                "live data untouched"
+            )
+    swap = target.run(_python(SWAP, volume.path, staging))
+    if swap.exit_code != 0:
+        raise ReseedError(f"{target.target.name}: swap failed: {swap.stderr.strip()[-300:]}")
+    _run_hook(target, volume, volume.hooks.after_reseed, "after_reseed")
+    return VolumeResult(
+        volume=name,
+        source=source.target.name,
+        files=0,
+        sent=0,
+        bytes=moved,
+        copied_locally=0,
+        kept_from_staging=0,
+        seconds=time.monotonic() - start,
+        position=_position(target, volume),
+    )
+
+
 def reseed_volume(
     name: str,
     volume: VolumeSpec,
     source: Connection,
     target: Connection,
     *,
+    max_rate: float | None = None,
     tamper: Callable[[bytes], bytes] | None = None,
 ) -> VolumeResult:
     """Copy `volume` from `source` to `target`, verified, swapped in atomically.
 
+    `max_rate` (bytes per second) bounds what the re-seed takes from its source.
     `tamper` alters the stream on its way (fault injection for drills and tests:
     a corrupted transfer must be caught before the swap).
     """
+    if volume.reseed.strategy == "command":
+        return _reseed_command(name, volume, source, target, max_rate)
     start = time.monotonic()
     wanted = manifest(source, volume.path, volume.exclude)
     odd = [e["p"] for e in wanted if e["t"] == "x"]
@@ -130,11 +219,7 @@ def reseed_volume(
     sender = source.stream(f"cd {shlex.quote(volume.path)} && {_python(SENDER)}")
     sender.send((json.dumps(send) + "\n").encode())
     sender.close_input()
-    while True:
-        chunk = sender.recv()
-        if not chunk:
-            break
-        receiver.send(tamper(chunk) if tamper else chunk)
+    _relay(sender, receiver, max_rate, tamper)
     sent = sender.finish()
     receiver.close_input()
     received = receiver.finish()

@@ -281,7 +281,7 @@ class Connection:
                 return
             except paramiko.AuthenticationException:
                 tried.append(fingerprint(key))
-            except paramiko.SSHException as exc:
+            except (paramiko.SSHException, OSError, EOFError) as exc:
                 raise Unreachable(t.name, Reason.AUTH, f"authentication failed: {exc}") from None
         what = (
             f"keys tried: {', '.join(tried)}"
@@ -316,6 +316,11 @@ class Connection:
             except TimeoutError:
                 raise Unreachable(
                     self.target.name, Reason.TIMEOUT, f"command did not finish within {limit:g}s"
+                ) from None
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                # the host went away mid-command (reset, rebooted, reimaged)
+                raise Unreachable(
+                    self.target.name, Reason.ERROR, f"connection lost during a command: {exc}"
                 ) from None
         return Result(
             stdout.decode(errors="replace"),

@@ -1,0 +1,146 @@
+"""Re-seeding against its peers, between two lab hosts, in the same run.
+
+full:  fleetmend re-seed of an empty target (manifest, stream, verify, swap)
+       vs  ssh A 'tar c' | ssh B 'tar x'  relayed through this machine
+delta: fleetmend re-seed after 1% of the files changed
+       vs  rsync -a -c over ssh from A to B (the peer's best at finding changes)
+
+  sudo .venv/bin/python bench/reseed.py --gib 1 --files 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from fleetmend.fleet import Fleet  # noqa: E402
+from fleetmend.lab import Lab, hosts_from_fleet  # noqa: E402
+from fleetmend.reseed.transfer import reseed_volume  # noqa: E402
+from fleetmend.transport.ssh import Connection, KnownHosts, Timeouts  # noqa: E402
+from fleetmend.transport.target import target_for  # noqa: E402
+
+DATA = "/srv/bench"
+MAKE = """
+import os, random, sys
+total, count = int(sys.argv[1]), int(sys.argv[2])
+rng = random.Random(7)
+weights = [rng.paretovariate(1.2) for _ in range(count)]
+scale = total / sum(weights)
+for i, w in enumerate(weights):
+    d = f"{sys.argv[3]}/d{i % 40:02d}"
+    os.makedirs(d, exist_ok=True)
+    with open(f"{d}/f{i:05d}", "wb") as f:
+        f.write(os.urandom(max(1, int(w * scale))))
+"""
+
+
+def setup(work: Path) -> tuple[Lab, Fleet]:
+    images = work / "images"
+    images.mkdir()
+    (images / "store.yaml").write_text(
+        yaml.safe_dump({"name": "store", "version": "1", "volumes": {"data": {"path": DATA}}})
+    )
+    inventory = {
+        "all": {
+            "vars": {
+                "ansible_port": 2200,
+                "fleetmend_image": "store",
+                "fleetmend_replica_set": "rs",
+                "fleetmend_replica_sets": {"rs": {"min_live": 1}},
+            },
+            "hosts": {
+                "src": {"ansible_host": "127.77.230.11"},
+                "dst": {"ansible_host": "127.77.230.12"},
+            },
+        }
+    }
+    (work / "inv.yaml").write_text(yaml.safe_dump(inventory))
+    lab = Lab(work / "state")
+    lab.up(hosts_from_fleet(Fleet.load(images, work / "inv.yaml")), source="bench")
+    return lab, Fleet.load(images, lab.inventory_path)
+
+
+def ssh(lab: Lab, host: str, command: str) -> None:
+    subprocess.run(["ssh", "-F", str(lab.ssh_config_path), host, command], check=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--gib", type=float, default=1.0)
+    parser.add_argument("--files", type=int, default=2000)
+    args = parser.parse_args()
+    size = int(args.gib * (1 << 30))
+    with tempfile.TemporaryDirectory() as tmp:
+        lab, fleet = setup(Path(tmp))
+        try:
+            known = KnownHosts(Path(tmp) / "known_hosts", [])
+            conns = {
+                h: Connection(
+                    target_for(fleet.inventory.host(h), "b", None), known, Timeouts(command=3600)
+                )
+                for h in ("src", "dst")
+            }
+            volume = fleet.catalog.resolve("store").volumes["data"]
+            ssh(lab, "src", f"python3 -c {shlex.quote(MAKE)} {size} {args.files} {DATA}")
+            ssh(lab, "src", f"cat {DATA}/*/* > /dev/null")  # warm cache for every tool alike
+            t0 = time.perf_counter()
+            full = reseed_volume("data", volume, conns["src"], conns["dst"])
+            ours_full = time.perf_counter() - t0
+            cfg = shlex.quote(str(lab.ssh_config_path))
+            t0 = time.perf_counter()
+            subprocess.run(
+                f"ssh -F {cfg} src 'tar -C {DATA} -cf - .' | "
+                f"ssh -F {cfg} dst 'mkdir -p /srv/tar && tar -C /srv/tar -xf -'",
+                shell=True, check=True,
+            )  # fmt: skip
+            tar_full = time.perf_counter() - t0
+            # 1% of the files change on the source
+            ssh(lab, "src", f"for f in $(ls -d {DATA}/*/* | awk 'NR % 100 == 0'); do "
+                "head -c 4096 /dev/urandom | dd of=$f conv=notrunc status=none; done")  # fmt: skip
+            t0 = time.perf_counter()
+            delta = reseed_volume("data", volume, conns["src"], conns["dst"])
+            ours_delta = time.perf_counter() - t0
+            # rsync's target: a copy of the data before the change (what dst had)
+            ssh(lab, "dst", f"rm -rf /srv/tar && cp -a {DATA} /srv/rsync")
+            ssh(lab, "dst", "for f in $(ls -d /srv/rsync/*/* | awk 'NR % 100 == 0'); do "
+                "head -c 4096 /dev/zero | dd of=$f conv=notrunc status=none; done")  # fmt: skip
+            key = lab.key_path.read_text()
+            ssh(lab, "src", f"umask 077; printf %s {shlex.quote(key)} > /tmp/k")
+            dst = lab.record().hosts["dst"]
+            t0 = time.perf_counter()
+            transport = (
+                f"ssh -i /tmp/k -p {dst.port} -o StrictHostKeyChecking=no "
+                "-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
+            )
+            target = f"root@{dst.address}:/srv/rsync/"
+            ssh(lab, "src", f"rsync -a -c -e {shlex.quote(transport)} {DATA}/ {target}")
+            rsync_delta = time.perf_counter() - t0
+            ssh(lab, "src", "rm -f /tmp/k")
+        finally:
+            lab.down()
+    mb = full.bytes / 1e6
+    print(f"data: {mb:.0f} MB in {full.files} files")
+    ours = f"fleetmend {ours_full:6.2f}s ({mb / ours_full:5.0f} MB/s)"
+    peer = f"tar|ssh relay {tar_full:6.2f}s ({mb / tar_full:5.0f} MB/s)"
+    print(f"full   {ours}   {peer}   fleetmend at {tar_full / ours_full:4.2f} of the peer's speed")
+    ours = f"fleetmend {ours_delta:6.2f}s ({delta.sent} files sent)"
+    peer = f"rsync -a -c {rsync_delta:6.2f}s"
+    print(
+        f"delta  {ours}   {peer}   fleetmend takes {ours_delta / rsync_delta:4.2f}x the peer's time"
+    )
+
+
+if __name__ == "__main__":
+    main()
