@@ -66,7 +66,11 @@ def setup(work: Path) -> tuple[Lab, Fleet]:
     }
     (work / "inv.yaml").write_text(yaml.safe_dump(inventory))
     lab = Lab(work / "state")
-    lab.up(hosts_from_fleet(Fleet.load(images, work / "inv.yaml")), source="bench")
+    lab.up(
+        hosts_from_fleet(Fleet.load(images, work / "inv.yaml")),
+        source="bench",
+        replica_sets={"rs": {"min_live": 1}},
+    )
     return lab, Fleet.load(images, lab.inventory_path)
 
 
@@ -83,8 +87,9 @@ def main() -> None:
     args = parser.parse_args()
     size = int(args.gib * (1 << 30))
     with tempfile.TemporaryDirectory() as tmp:
-        lab, fleet = setup(Path(tmp))
+        lab = Lab(Path(tmp) / "state")
         try:
+            lab, fleet = setup(Path(tmp))
             known = KnownHosts(Path(tmp) / "known_hosts", [])
             conns = {
                 h: Connection(

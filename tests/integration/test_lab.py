@@ -22,7 +22,7 @@ from fleetmend.errors import InputError
 from fleetmend.fleet import Fleet
 from fleetmend.lab import Fault, Lab, generated_hosts, hosts_from_fleet, procs
 from fleetmend.lab.faults import FaultError, FaultOptions
-from fleetmend.lab.lab import HostState, checkout_root
+from fleetmend.lab.lab import HostState, LabError, checkout_root
 from tests.integration.lab_helpers import (
     banner_within,
     client,
@@ -286,3 +286,20 @@ def test_lab_json_status(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
     assert {h["name"] for h in data["hosts"]} == set(lab.record().hosts)
     assert all(h["state"] == "running" for h in data["hosts"])
     assert all(h["host_key_fingerprint"].startswith("SHA256:") for h in data["hosts"])
+
+
+def test_an_address_in_use_is_refused_not_shadowed(tmp_path: Path) -> None:
+    """A second lab on the same addresses must fail, not answer with the first lab's sshd."""
+    require_root()
+    base = Catalog.load(REPO / "images").resolve("base")
+    first, second = Lab(tmp_path / "one"), Lab(tmp_path / "two")
+    try:
+        first.up(generated_hosts(1, base, port=2214))
+        with pytest.raises(LabError, match="already in use"):
+            second.up(generated_hosts(1, base, port=2214))
+        assert procs.marked(second.dir) == {}
+    finally:
+        first.down()
+        second.down()
+        assert_nothing_left(first)
+        assert_nothing_left(second)

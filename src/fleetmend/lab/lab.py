@@ -350,6 +350,15 @@ class Lab:
         return HostState.RUNNING
 
     def _start(self, host: LabHostRecord) -> None:
+        if _answers(host.address, host.port):
+            # another process (a lab of another state directory, a crashed run's
+            # host) holds the address: starting now would only seem to work
+            raise LabError(
+                f"{host.address}:{host.port} is already in use, so lab host {host.name} "
+                "cannot listen there",
+                "stop what holds it (fleetmend lab down with that lab's --state-dir), "
+                "or give the host another address",
+            )
         hdir = self.host_dir(host.name)
         for sub in ("upper", "work", "root"):
             (hdir / sub).mkdir(parents=True, exist_ok=True)
@@ -501,6 +510,15 @@ def _gid(group: str) -> int:
         return grp.getgrnam(group).gr_gid
     except KeyError:
         return 0
+
+
+def _answers(address: str, port: int) -> bool:
+    """True when something accepts TCP connections at address:port."""
+    try:
+        with socket.create_connection((address, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def _banner(address: str, port: int, timeout: float) -> bool:

@@ -124,17 +124,22 @@ def sha(path):
 for rel, e in sorted(by_path.items()):
     if e["t"] == "d": os.makedirs(os.path.join(staging, rel), exist_ok=True)
 copied = kept = 0
+verified = set()
 for rel, e in sorted(by_path.items()):
     if e["t"] != "f" or rel in send: continue
     dst = os.path.join(staging, rel)
     if os.path.isfile(dst) and not os.path.islink(dst) and sha(dst) == e["h"]:
-        kept += 1; continue
+        kept += 1; verified.add(rel); continue
     src = os.path.join(live, rel)
     if not (os.path.isfile(src) and not os.path.islink(src)): fail("local copy missing: %r" % rel)
     os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
-    shutil.copyfile(src, dst + ".part")
+    if os.path.lexists(dst + ".part"): os.unlink(dst + ".part")
+    try:
+        os.link(src, dst + ".part")  # same filesystem: no copy; the old name goes at the swap
+    except OSError:
+        shutil.copyfile(src, dst + ".part")
     if sha(dst + ".part") != e["h"]: fail("local copy changed under us: %r" % rel)
-    os.replace(dst + ".part", dst); copied += 1
+    os.replace(dst + ".part", dst); copied += 1; verified.add(rel)
 received = nbytes = 0
 while True:
     raw = inp.read(4)
@@ -155,11 +160,10 @@ while True:
             b = inp.read(min(left, 1 << 20))
             if not b: fail("stream from the source ended inside %r" % rel)
             f.write(b); h.update(b); left -= len(b)
-        f.flush(); os.fsync(f.fileno())
     if head["size"] != e["s"] or h.hexdigest() != e["h"]:
         os.unlink(dst + ".part")
         fail("%r does not match the source's manifest (corrupted in transit or changed at the source)" % rel)
-    os.replace(dst + ".part", dst); received += 1; nbytes += head["size"]
+    os.replace(dst + ".part", dst); received += 1; nbytes += head["size"]; verified.add(rel)
 for d, dirs, files in os.walk(staging, topdown=False):
     for n in files + dirs:
         p = os.path.join(d, n); rel = os.path.relpath(p, staging)
@@ -179,11 +183,11 @@ for rel, e in sorted(by_path.items(), key=lambda kv: -kv[0].count("/")):
         os.symlink(e["l"], p)
         os.lchown(p, *ids(e)); continue
     if e["t"] == "f":
-        if not os.path.isfile(p) or sha(p) != e["h"]: fail("verification failed for %r" % rel)
+        if rel not in verified or not os.path.isfile(p) or os.path.getsize(p) != e["s"]:
+            fail("verification failed for %r" % rel)
     os.chown(p, *ids(e)); os.chmod(p, e["m"])
     if e["t"] == "f": os.utime(p, ns=(e["mt"], e["mt"]))
-for d, dirs, files in os.walk(staging):
-    fd = os.open(d, os.O_RDONLY); os.fsync(fd); os.close(fd)
+os.sync()  # every staged file and directory on disk before the swap
 if os.path.isdir(live):
     st = os.stat(live); os.chown(staging, st.st_uid, st.st_gid); os.chmod(staging, stat.S_IMODE(st.st_mode))
     libc = ctypes.CDLL(None, use_errno=True)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shlex
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ from typing import Any
 from fleetmend.errors import FleetmendError
 from fleetmend.images import VolumeSpec
 from fleetmend.reseed.helpers import MANIFEST, RECEIVER, SENDER, SWAP
-from fleetmend.transport.ssh import Connection, Stream
+from fleetmend.transport.ssh import Connection, Result, Stream
 
 Manifest = list[dict[str, Any]]
 
@@ -89,6 +91,41 @@ def _position(conn: Connection, volume: VolumeSpec) -> str | None:
     result = conn.run(f"cd {shlex.quote(volume.path)} && sh -c {shlex.quote(volume.position)}")
     text = result.stdout.strip()
     return text if result.exit_code == 0 and text else None
+
+
+def _openssh_pair(
+    source: Connection, target: Connection, send_cmd: str, receive_cmd: str
+) -> tuple[list[str], list[str]] | None:
+    src, dst = source.openssh_argv(send_cmd), target.openssh_argv(receive_cmd)
+    return (src, dst) if src and dst else None
+
+
+def _relay_openssh(
+    src_argv: list[str], dst_argv: list[str], plan: bytes, request: bytes
+) -> tuple[Result, Result]:
+    """The bulk path: two OpenSSH clients joined by a pipe on this machine.
+
+    The target's receiver first reads the plan, then the source's stream; the
+    hosts still never talk to each other.
+    """
+    read_fd, write_fd = os.pipe()
+    receiver = subprocess.Popen(
+        dst_argv, stdin=read_fd, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    os.close(read_fd)
+    with os.fdopen(write_fd, "wb", buffering=0) as pipe:
+        pipe.write(plan)
+        sender = subprocess.Popen(
+            src_argv, stdin=subprocess.PIPE, stdout=pipe, stderr=subprocess.PIPE
+        )
+        _, s_err = sender.communicate(request)
+    r_out, r_err = receiver.communicate()
+    return (
+        Result("", s_err.decode(errors="replace"), sender.returncode, 0.0),  # stdout: the pipe
+        Result(
+            r_out.decode(errors="replace"), r_err.decode(errors="replace"), receiver.returncode, 0.0
+        ),
+    )
 
 
 def _relay(
@@ -214,15 +251,22 @@ def reseed_volume(
         if e["t"] == "f" and live.get(e["p"]) != e["h"] and staged.get(e["p"]) != e["h"]
     ]
     _run_hook(target, volume, volume.hooks.before_reseed, "before_reseed")
-    receiver = target.stream(_python(RECEIVER, volume.path, staging_path(volume)))
-    receiver.send((json.dumps({"manifest": wanted, "send": send}) + "\n").encode())
-    sender = source.stream(f"cd {shlex.quote(volume.path)} && {_python(SENDER)}")
-    sender.send((json.dumps(send) + "\n").encode())
-    sender.close_input()
-    _relay(sender, receiver, max_rate, tamper)
-    sent = sender.finish()
-    receiver.close_input()
-    received = receiver.finish()
+    receive = _python(RECEIVER, volume.path, staging_path(volume))
+    plan = (json.dumps({"manifest": wanted, "send": send}) + "\n").encode()
+    send_cmd = f"cd {shlex.quote(volume.path)} && {_python(SENDER)}"
+    fast = None if (max_rate or tamper) else _openssh_pair(source, target, send_cmd, receive)
+    if fast is not None:
+        sent, received = _relay_openssh(*fast, plan, (json.dumps(send) + "\n").encode())
+    else:
+        receiver = target.stream(receive)
+        receiver.send(plan)
+        sender = source.stream(send_cmd)
+        sender.send((json.dumps(send) + "\n").encode())
+        sender.close_input()
+        _relay(sender, receiver, max_rate, tamper)
+        sent = sender.finish()
+        receiver.close_input()
+        received = receiver.finish()
     try:
         outcome = json.loads(received.stdout.strip().splitlines()[-1])
     except (json.JSONDecodeError, IndexError):
