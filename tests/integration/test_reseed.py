@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import struct
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from fleetmend.lab import Fault, Lab, hosts_from_fleet
 from fleetmend.lab.faults import FaultOptions
 from fleetmend.reseed.helpers import RECEIVER
 from fleetmend.reseed.transfer import ReseedError, content_digest, manifest, reseed_volume
-from fleetmend.transport.ssh import Connection, KnownHosts, Timeouts
+from fleetmend.transport.ssh import Connection, KnownHosts, Timeouts, Unreachable
 from fleetmend.transport.target import target_for
 from tests.integration.lab_helpers import require_root, run
 
@@ -323,3 +324,57 @@ def test_8_max_rate_bounds_the_transfer(rl: ReseedLab) -> None:
     seconds = float(err.split("position 5, ")[1].split("s")[0])
     assert seconds >= 1.7, err  # 180 kB at 100 kB/s
     assert rl.digest("d") == rl.digest("a")
+
+
+def test_9_source_killed_mid_transfer_then_another_peer_completes(rl: ReseedLab) -> None:
+    """The source dies mid-stream: the target's live data is untouched; a re-run
+    chooses another healthy peer and completes."""
+    code, _, err = rl.cli("reseed", "d", "--yes")  # d holds the data, as in production
+    assert code == 0, err
+    run(rl.lab, "d", f"rm -rf {DATA}/objects/deep && rm {DATA}/objects/o5*")  # ~0.9 MB to send
+    before = rl.digest("d")
+    volume = rl.fleet.catalog.resolve("store").volumes["data"]
+    killer = threading.Timer(1.0, rl.lab.break_host, args=("a", Fault.DOWN))
+    killer.start()
+    try:
+        with (
+            rl.conn("a") as source,
+            rl.conn("d") as target,
+            pytest.raises((ReseedError, Unreachable)),
+        ):
+            reseed_volume("data", volume, source, target, max_rate=200_000)  # ~4.5 s at 200 kB/s
+        killer.join()
+        assert rl.digest("d") == before  # live data untouched
+        code, _, err = rl.cli("reseed", "d", "--yes", "--timeout", "2")
+        assert code == 0, err
+        assert "from a" not in err
+        assert rl.digest("d") == rl.digest("b")
+    finally:
+        killer.cancel()
+        rl.lab.heal_fault("a", Fault.DOWN)
+
+
+def test_10_the_command_strategy_relays_dump_into_restore(rl: ReseedLab, tmp_path: Path) -> None:
+    image = yaml.safe_load((rl.images / "store.yaml").read_text())
+    image["volumes"]["data"]["reseed"] = {
+        "strategy": "command",
+        "dump": "tar --exclude=./tmp -cf - .",
+        "restore": (
+            'tar -C "$FLEETMEND_STAGING" -xf - && '
+            'echo "$FLEETMEND_SOURCE" > "$FLEETMEND_STAGING/SOURCE"'
+        ),
+    }
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "store.yaml").write_text(yaml.safe_dump(image))
+    run(rl.lab, "d", f"echo damaged > {DATA}/objects/o1; echo 5 > {DATA}/POSITION")
+    result = CliRunner().invoke(
+        app,
+        ["--images", str(images), "-i", str(rl.lab.inventory_path), "--state-dir", str(rl.state),
+         "reseed", "d", "--yes"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    source = run(rl.lab, "d", f"cat {DATA}/SOURCE").strip()
+    run(rl.lab, "d", f"rm {DATA}/SOURCE")
+    assert source in ("a", "b", "c")
+    assert rl.digest("d") == rl.digest(source)
