@@ -329,12 +329,17 @@ def test_8_max_rate_bounds_the_transfer(rl: ReseedLab) -> None:
 def test_9_source_killed_mid_transfer_then_another_peer_completes(rl: ReseedLab) -> None:
     """The source dies mid-stream: the target's live data is untouched; a re-run
     chooses another healthy peer and completes."""
+    # 128 MB the source cannot hand over before it dies: more than fleetmend's
+    # 64 MiB receive window, relayed at 20 MB/s
+    big = "import random; open('objects/big', 'wb').write(random.Random(9).randbytes(128 << 20))"
+    for host in ("a", "b", "c"):
+        run(rl.lab, host, f"cd {DATA} && python3 -c {shlex.quote(big)}")
     code, _, err = rl.cli("reseed", "d", "--yes")  # d holds the data, as in production
     assert code == 0, err
-    run(rl.lab, "d", f"rm -rf {DATA}/objects/deep && rm {DATA}/objects/o5*")  # ~0.9 MB to send
+    run(rl.lab, "d", f"rm {DATA}/objects/big")
     before = rl.digest("d")
     volume = rl.fleet.catalog.resolve("store").volumes["data"]
-    killer = threading.Timer(1.0, rl.lab.break_host, args=("a", Fault.DOWN))
+    killer = threading.Timer(2.0, rl.lab.break_host, args=("a", Fault.DOWN))
     killer.start()
     try:
         with (
@@ -342,7 +347,7 @@ def test_9_source_killed_mid_transfer_then_another_peer_completes(rl: ReseedLab)
             rl.conn("d") as target,
             pytest.raises((ReseedError, Unreachable)),
         ):
-            reseed_volume("data", volume, source, target, max_rate=200_000)  # ~4.5 s at 200 kB/s
+            reseed_volume("data", volume, source, target, max_rate=20e6)
         killer.join()
         assert rl.digest("d") == before  # live data untouched
         code, _, err = rl.cli("reseed", "d", "--yes", "--timeout", "2")
@@ -352,6 +357,8 @@ def test_9_source_killed_mid_transfer_then_another_peer_completes(rl: ReseedLab)
     finally:
         killer.cancel()
         rl.lab.heal_fault("a", Fault.DOWN)
+        for host in ("a", "b", "c", "d"):
+            run(rl.lab, host, f"rm -f {DATA}/objects/big")
 
 
 def test_10_the_command_strategy_relays_dump_into_restore(rl: ReseedLab, tmp_path: Path) -> None:

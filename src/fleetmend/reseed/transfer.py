@@ -16,6 +16,7 @@ import shlex
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -231,7 +232,12 @@ def reseed_volume(
     if volume.reseed.strategy == "command":
         return _reseed_command(name, volume, source, target, max_rate)
     start = time.monotonic()
-    wanted = manifest(source, volume.path, volume.exclude)
+    # the three manifests are read at once: each host hashes its own data
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        wanted_f = pool.submit(manifest, source, volume.path, volume.exclude)
+        live_f = pool.submit(manifest, target, volume.path, volume.exclude)
+        staged_f = pool.submit(manifest, target, staging_path(volume), [])
+        wanted, live_entries, staged_entries = wanted_f.result(), live_f.result(), staged_f.result()
     odd = [e["p"] for e in wanted if e["t"] == "x"]
     if odd:
         raise ReseedError(
@@ -239,12 +245,10 @@ def reseed_volume(
             f"({', '.join(odd[:3])}): refusing to copy them"
         )
     source_position = _position(source, volume)
-    live = {
-        e["p"]: e.get("h") for e in manifest(target, volume.path, volume.exclude) if e["t"] == "f"
-    }
-    staged = {
-        e["p"]: e.get("h") for e in manifest(target, staging_path(volume), []) if e["t"] == "f"
-    }
+    live = {e["p"]: e.get("h") for e in live_entries if e["t"] == "f"}
+    staged = {e["p"]: e.get("h") for e in staged_entries if e["t"] == "f"}
+    # what the target's files were when hashed: the receiver re-reads only those changed since
+    known = {e["p"]: [e["s"], e["mt"], e["h"]] for e in live_entries if e["t"] == "f"}
     send = [
         e["p"]
         for e in wanted
@@ -252,7 +256,7 @@ def reseed_volume(
     ]
     _run_hook(target, volume, volume.hooks.before_reseed, "before_reseed")
     receive = _python(RECEIVER, volume.path, staging_path(volume))
-    plan = (json.dumps({"manifest": wanted, "send": send}) + "\n").encode()
+    plan = (json.dumps({"manifest": wanted, "send": send, "known": known}) + "\n").encode()
     send_cmd = f"cd {shlex.quote(volume.path)} && {_python(SENDER)}"
     fast = None if (max_rate or tamper) else _openssh_pair(source, target, send_cmd, receive)
     if fast is not None:
