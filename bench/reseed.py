@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from fleetmend.fleet import Fleet  # noqa: E402
-from fleetmend.lab import Lab, hosts_from_fleet  # noqa: E402
+from fleetmend.lab import Lab  # noqa: E402
 from fleetmend.reseed.transfer import reseed_volume  # noqa: E402
 from fleetmend.transport.ssh import Connection, KnownHosts, Timeouts  # noqa: E402
 from fleetmend.transport.target import target_for  # noqa: E402
@@ -66,11 +66,7 @@ def setup(work: Path) -> tuple[Lab, Fleet]:
     }
     (work / "inv.yaml").write_text(yaml.safe_dump(inventory))
     lab = Lab(work / "state")
-    lab.up(
-        hosts_from_fleet(Fleet.load(images, work / "inv.yaml")),
-        source="bench",
-        replica_sets={"rs": {"min_live": 1}},
-    )
+    lab.up_fleet(Fleet.load(images, work / "inv.yaml"))
     return lab, Fleet.load(images, lab.inventory_path)
 
 

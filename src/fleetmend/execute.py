@@ -23,6 +23,7 @@ from fleetmend.check import CheckOptions, run_check
 from fleetmend.drift import Verdict
 from fleetmend.errors import FleetmendError
 from fleetmend.fleet import Fleet
+from fleetmend.hostkeys import fingerprint
 from fleetmend.inventory import Host
 from fleetmend.journal import Journal, Run, RunStatus, StepStatus
 from fleetmend.plan import Action, ActionKind, Plan
@@ -156,8 +157,6 @@ def _reimage(host: Host, ctx: Context, run_id: str, seq: int) -> StepResult:
     key = provider_for(host).reimage(host, _work_dir(ctx, run_id, seq, host.name, "reimage"))
     target = target_for(host, ctx.fleet.inventory.source, ctx.check.ssh_config)
     record_host_key(ctx.check.own_known_hosts, target.known_hosts_name, key)
-    from fleetmend.lab.sshfiles import fingerprint
-
     return f"new host key {fingerprint(key)}", False
 
 

@@ -13,6 +13,13 @@ import pytest
 from fleetmend.lab import Lab
 
 
+def os_release() -> tuple[str, str]:
+    """This machine's ID and VERSION_ID: what a lab host's os-release says."""
+    lines = Path("/etc/os-release").read_text().splitlines()
+    values = dict(line.split("=", 1) for line in lines if "=" in line)
+    return values["ID"].strip('"'), values["VERSION_ID"].strip('"')
+
+
 def require_root() -> None:
     """Lab tests never skip silently: without root they fail saying what they need."""
     if sys.platform != "linux" or os.geteuid() != 0:

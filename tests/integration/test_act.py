@@ -24,27 +24,18 @@ from typer.testing import CliRunner
 
 from fleetmend.cli.app import app
 from fleetmend.fleet import Fleet
-from fleetmend.lab import Fault, Lab, hosts_from_fleet
+from fleetmend.lab import Fault, Lab
 from fleetmend.lab.faults import FaultOptions
-from tests.integration.lab_helpers import require_root
+from tests.integration.lab_helpers import os_release, require_root
 
 NET = "127.77.202."
 HOSTS = ("r1", "r2", "r3")
 
 
-def _os_release() -> tuple[str, str]:
-    values = dict(
-        line.split("=", 1)
-        for line in Path("/etc/os-release").read_text().splitlines()
-        if "=" in line
-    )
-    return values["ID"].strip('"'), values["VERSION_ID"].strip('"')
-
-
 def write_inputs(root: Path) -> tuple[Path, Path]:
     images = root / "images"
     (images / "templates").mkdir(parents=True)
-    os_id, version_id = _os_release()
+    os_id, version_id = os_release()
     mini = {
         "name": "mini",
         "version": "1",
@@ -120,8 +111,7 @@ def act(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ActLab]:
     lab = Lab(root / "state")
     try:
         source = Fleet.load(images, inventory)
-        sets = {n: {"min_live": r.min_live} for n, r in source.inventory.replica_sets.items()}
-        lab.up(hosts_from_fleet(source), source=str(inventory), replica_sets=sets)
+        lab.up_fleet(source)
         yield ActLab(lab, images, root / "state")
     finally:
         lab.down()

@@ -25,11 +25,11 @@ from fleetmend.check import CheckOptions, CheckReport, run_check
 from fleetmend.cli.app import app
 from fleetmend.drift import DriftKind, Verdict
 from fleetmend.fleet import Fleet
-from fleetmend.lab import Fault, Lab, hosts_from_fleet
+from fleetmend.lab import Fault, Lab
 from fleetmend.lab.faults import FaultOptions
 from fleetmend.transport.ssh import Timeouts
 from fleetmend.waivers import Waiver
-from tests.integration.lab_helpers import require_root, run
+from tests.integration.lab_helpers import os_release, require_root, run
 
 REPO = Path(__file__).resolve().parents[2]
 NET = "127.77.201."
@@ -48,19 +48,10 @@ HOSTS = {
 }
 
 
-def _os_release() -> tuple[str, str]:
-    values = dict(
-        line.split("=", 1)
-        for line in Path("/etc/os-release").read_text().splitlines()
-        if "=" in line
-    )
-    return values["ID"].strip('"'), values["VERSION_ID"].strip('"')
-
-
 def write_images(directory: Path) -> Path:
     images = directory / "images"
     shutil.copytree(REPO / "images", images)
-    os_id, version_id = _os_release()
+    os_id, version_id = os_release()
     swappiness = int(Path("/proc/sys/vm/swappiness").read_text())
     probe = {
         "name": "probe",
@@ -204,11 +195,7 @@ def probe_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProbeLab]:
     images, inventory = write_images(root), write_inventory(root)
     lab = Lab(root / "state")
     try:
-        source = Fleet.load(images, inventory)
-        replica_sets = {
-            n: {"min_live": r.min_live} for n, r in source.inventory.replica_sets.items()
-        }
-        lab.up(hosts_from_fleet(source), source=str(inventory), replica_sets=replica_sets)
+        lab.up_fleet(Fleet.load(images, inventory))
         fleet = Fleet.load(images, lab.inventory_path)
         for name in HOSTS:
             make_conformant(lab, fleet, name)

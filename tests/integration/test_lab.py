@@ -48,8 +48,7 @@ def start_lab(state: Path) -> Lab:
     require_root()
     fleet = Fleet.load(REPO / "images", lab_inventory(state))
     lab = Lab(state)
-    replica_sets = {n: {"min_live": r.min_live} for n, r in fleet.inventory.replica_sets.items()}
-    lab.up(hosts_from_fleet(fleet), source="inventories/lab.yaml", replica_sets=replica_sets)
+    lab.up_fleet(fleet)
     return lab
 
 
@@ -130,7 +129,7 @@ def test_ansible_runner_reaches_every_host(
 def test_up_again_leaves_running_hosts_alone(lab: Lab) -> None:
     before = {h.name: h.pid for h in lab.status()}
     fleet = Fleet.load(REPO / "images", lab_inventory(lab.dir.parent))
-    lab.up(hosts_from_fleet(fleet), source="inventories/lab.yaml")
+    lab.up_fleet(fleet)
     assert {h.name: h.pid for h in lab.status()} == before
 
 

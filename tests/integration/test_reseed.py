@@ -16,13 +16,13 @@ from typer.testing import CliRunner
 
 from fleetmend.cli.app import app
 from fleetmend.fleet import Fleet
-from fleetmend.lab import Fault, Lab, hosts_from_fleet
+from fleetmend.lab import Fault, Lab
 from fleetmend.lab.faults import FaultOptions
 from fleetmend.reseed.helpers import RECEIVER
 from fleetmend.reseed.transfer import ReseedError, content_digest, manifest, reseed_volume
 from fleetmend.transport.ssh import Connection, KnownHosts, Timeouts, Unreachable
 from fleetmend.transport.target import target_for
-from tests.integration.lab_helpers import require_root, run
+from tests.integration.lab_helpers import os_release, require_root, run
 
 NET = "127.77.203."
 HOSTS = ("a", "b", "c", "d")
@@ -32,12 +32,11 @@ DATA = "/srv/data"
 def write_inputs(root: Path) -> tuple[Path, Path]:
     images = root / "images"
     (images / "templates").mkdir(parents=True)
-    lines = Path("/etc/os-release").read_text().splitlines()
-    values = dict(line.split("=", 1) for line in lines if "=" in line)
+    os_id, version_id = os_release()
     store = {
         "name": "store",
         "version": "1",
-        "os": {"id": values["ID"].strip('"'), "version_id": values["VERSION_ID"].strip('"')},
+        "os": {"id": os_id, "version_id": version_id},
         "volumes": {
             "data": {
                 "path": DATA,
@@ -112,8 +111,7 @@ def rl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReseedLab]:
     lab = Lab(root / "state")
     try:
         source = Fleet.load(images, inventory)
-        sets = {n: {"min_live": r.min_live} for n, r in source.inventory.replica_sets.items()}
-        lab.up(hosts_from_fleet(source), source=str(inventory), replica_sets=sets)
+        lab.up_fleet(source)
         for host in ("a", "b", "c"):
             run(lab, host, SEED)
         yield ReseedLab(lab, images, root / "state")
@@ -314,7 +312,6 @@ def test_7_scrub_finds_exactly_the_corrupted_files_and_repairs_only_them(rl: Res
     assert rl.digest("b") == b_before
     code, _, _ = rl.cli("scrub")
     assert code == 0
-    rl.lab.record()  # the corruption fault stays recorded; the data no longer needs undoing
 
 
 def test_8_max_rate_bounds_the_transfer(rl: ReseedLab) -> None:

@@ -13,10 +13,10 @@ from fleetmend.cli.common import FormatOption, settings
 from fleetmend.console import OutputFormat, err, out, print_json, table
 from fleetmend.errors import ExitCode
 from fleetmend.fleet import Fleet
-from fleetmend.lab import Fault, Lab, generated_hosts, hosts_from_fleet
+from fleetmend.hostkeys import fingerprint
+from fleetmend.lab import Fault, Lab, generated_hosts
 from fleetmend.lab.faults import FaultOptions
 from fleetmend.lab.lab import HostState, HostStatus
-from fleetmend.lab.sshfiles import fingerprint
 
 app = typer.Typer(
     help=(
@@ -111,24 +111,13 @@ def up(
     """
     s = settings(ctx)
     lab = Lab(s.state_dir)
-    if hosts is not None:
-        specs = generated_hosts(hosts, Catalog.load(s.images).resolve(image))
-        source, replica_sets = "generated", {}
-    else:
-        fleet = Fleet.load(s.images, s.inventory)
-        specs = hosts_from_fleet(fleet)
-        source = fleet.inventory.source
-        replica_sets = {
-            name: {"min_live": rs.min_live, "description": rs.description}
-            for name, rs in fleet.inventory.replica_sets.items()
-        }
-    with err.status(f"starting {len(specs)} lab hosts ...") as status:
-        result = lab.up(
-            specs,
-            source=source,
-            replica_sets=replica_sets,
-            progress=lambda line: status.update(line),
-        )
+    with err.status("starting lab hosts ...") as status:
+        if hosts is not None:
+            specs = generated_hosts(hosts, Catalog.load(s.images).resolve(image))
+            result = lab.up(specs, progress=lambda line: status.update(line))
+        else:
+            fleet = Fleet.load(s.images, s.inventory)
+            result = lab.up_fleet(fleet, progress=lambda line: status.update(line))
     _print_status(lab, result, s.output(fmt))
 
 

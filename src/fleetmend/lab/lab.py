@@ -25,11 +25,12 @@ from typing import Any
 import fleetmend
 from fleetmend.errors import FleetmendError, InputError
 from fleetmend.fleet import Fleet
+from fleetmend.hostkeys import fingerprint
 from fleetmend.images import Image
 from fleetmend.lab import faults, procs
 from fleetmend.lab.faults import FaultError, FaultOptions
 from fleetmend.lab.preflight import require_lab_support
-from fleetmend.lab.sshfiles import fingerprint, keygen, public_key, write_client_files
+from fleetmend.lab.sshfiles import keygen, public_key, write_client_files
 from fleetmend.lab.state import (
     Fault,
     FaultRecord,
@@ -270,6 +271,19 @@ class Lab:
                 write_record(self.record_path, record)
                 write_client_files(self.dir, record)
         return self.status()
+
+    def up_fleet(self, fleet: Fleet, *, progress: Progress | None = None) -> list[HostStatus]:
+        """Start the hosts of an inventory, with its replica sets, as `lab up` does."""
+        replica_sets = {
+            name: {"min_live": rs.min_live, "description": rs.description}
+            for name, rs in fleet.inventory.replica_sets.items()
+        }
+        return self.up(
+            hosts_from_fleet(fleet),
+            source=fleet.inventory.source,
+            replica_sets=replica_sets,
+            progress=progress,
+        )
 
     def down(self, *, progress: Progress | None = None) -> list[str]:
         """Stop every host of this lab and remove its state. Returns the hosts stopped.

@@ -8,8 +8,6 @@ real key: strict checking works from the first connection) and `inventory.yaml`
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -40,13 +38,6 @@ def public_key(path: Path) -> str:
     """'TYPE BASE64' of a key pair's public half (comment dropped)."""
     kind, b64 = path.with_name(path.name + ".pub").read_text().split()[:2]
     return f"{kind} {b64}"
-
-
-def fingerprint(public_line: str) -> str:
-    """SHA256 fingerprint of a public key line, as OpenSSH prints it."""
-    blob = base64.b64decode(public_line.split()[1])
-    digest = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
-    return f"SHA256:{digest}"
 
 
 def known_hosts_entry(address: str, port: int, public_line: str) -> str:

@@ -9,8 +9,6 @@ scheduler can both act on: timeout, refused, auth, host-key, dns or error.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
 import shlex
 import socket
@@ -22,6 +20,7 @@ from pathlib import Path
 
 import paramiko
 
+from fleetmend import hostkeys
 from fleetmend.transport.target import Target
 
 # paramiko logs every failed handshake with a traceback from its own thread;
@@ -50,8 +49,7 @@ class Unreachable(Exception):
 
 
 def fingerprint(key: paramiko.PKey) -> str:
-    digest = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
-    return f"SHA256:{digest}"
+    return hostkeys.fingerprint(f"{key.get_name()} {key.get_base64()}")
 
 
 @dataclass(frozen=True)
