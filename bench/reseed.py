@@ -11,6 +11,7 @@ delta: fleetmend re-seed after 1% of the files changed
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import subprocess
 import sys
@@ -96,10 +97,12 @@ def main() -> None:
             volume = fleet.catalog.resolve("store").volumes["data"]
             ssh(lab, "src", f"python3 -c {shlex.quote(MAKE)} {size} {args.files} {DATA}")
             ssh(lab, "src", f"cat {DATA}/*/* > /dev/null")  # warm cache for every tool alike
+            os.sync()  # nobody pays for another tool's writeback
             t0 = time.perf_counter()
             full = reseed_volume("data", volume, conns["src"], conns["dst"])
             ours_full = time.perf_counter() - t0
             cfg = shlex.quote(str(lab.ssh_config_path))
+            os.sync()  # nobody pays for another tool's writeback
             t0 = time.perf_counter()
             subprocess.run(
                 f"ssh -F {cfg} src 'tar -C {DATA} -cf - .' | "
@@ -110,6 +113,7 @@ def main() -> None:
             # 1% of the files change on the source
             ssh(lab, "src", f"for f in $(ls -d {DATA}/*/* | awk 'NR % 100 == 0'); do "
                 "head -c 4096 /dev/urandom | dd of=$f conv=notrunc status=none; done")  # fmt: skip
+            os.sync()  # nobody pays for another tool's writeback
             t0 = time.perf_counter()
             delta = reseed_volume("data", volume, conns["src"], conns["dst"])
             ours_delta = time.perf_counter() - t0
@@ -120,6 +124,7 @@ def main() -> None:
             key = lab.key_path.read_text()
             ssh(lab, "src", f"umask 077; printf %s {shlex.quote(key)} > /tmp/k")
             dst = lab.record().hosts["dst"]
+            os.sync()  # nobody pays for another tool's writeback
             t0 = time.perf_counter()
             transport = (
                 f"ssh -i /tmp/k -p {dst.port} -o StrictHostKeyChecking=no "

@@ -263,6 +263,20 @@ def _receive(
             [("../../etc/evil", b"bad")],
             "unsafe path",
         ),
+        (  # a frame longer than the manifest says: never written, whatever its length
+            {
+                "p": "ok",
+                "t": "f",
+                "s": 3,
+                "h": "0" * 64,
+                "m": 420,
+                "u": "root",
+                "g": "root",
+                "mt": 0,
+            },
+            [("ok", b"x" * 4096)],
+            "size changed",
+        ),
     ],
 )
 def test_5_a_malicious_peer_is_refused_and_nothing_is_touched(

@@ -28,12 +28,24 @@ def excluded(rel, is_dir):
         elif fnmatch.fnmatchcase(rel, pat) or fnmatch.fnmatchcase(name, pat):
             return True
     return False
+names = {}
 def owner(st):
-    try: u = pwd.getpwuid(st.st_uid).pw_name
-    except KeyError: u = str(st.st_uid)
-    try: g = grp.getgrgid(st.st_gid).gr_name
-    except KeyError: g = str(st.st_gid)
-    return u, g
+    key = (st.st_uid, st.st_gid)
+    if key not in names:
+        try: u = pwd.getpwuid(st.st_uid).pw_name
+        except KeyError: u = str(st.st_uid)
+        try: g = grp.getgrgid(st.st_gid).gr_name
+        except KeyError: g = str(st.st_gid)
+        names[key] = (u, g)
+    return names[key]
+buf = bytearray(1 << 20); view = memoryview(buf)
+def sha(p):
+    h = hashlib.sha256()
+    with open(p, "rb", buffering=0) as f:
+        while True:
+            n = f.readinto(buf)
+            if not n: return h.hexdigest()
+            h.update(view[:n])
 out = []
 if os.path.isdir(root):
     for d, dirs, files in os.walk(root):
@@ -57,13 +69,7 @@ if os.path.isdir(root):
             if stat.S_ISLNK(st.st_mode):
                 e.update(t="l", l=os.readlink(p))
             elif stat.S_ISREG(st.st_mode):
-                h = hashlib.sha256()
-                with open(p, "rb") as f:
-                    while True:
-                        b = f.read(1 << 20)
-                        if not b: break
-                        h.update(b)
-                e.update(t="f", s=st.st_size, h=h.hexdigest())
+                e.update(t="f", s=st.st_size, h=sha(p))
             else:
                 e.update(t="x")
             out.append(e)
@@ -71,37 +77,70 @@ json.dump(out, sys.stdout)
 """
 
 SENDER = r"""
-import json, os, struct, sys
+import fcntl, json, os, struct, sys
 paths = json.loads(sys.stdin.readline())
-out = sys.stdout.buffer
+try: fcntl.fcntl(1, 1031, 1 << 20)  # F_SETPIPE_SZ: fewer, larger writes into sshd
+except OSError: pass
+def write(b):
+    while b: b = b[os.write(1, b):]
+zero_copy = hasattr(os, "sendfile")
 for rel in paths:
     if os.path.isabs(rel) or ".." in rel.split("/"):
         sys.exit("refusing to send " + rel)
-    with open(rel, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        head = json.dumps({"path": rel, "size": size}).encode()
-        out.write(struct.pack(">I", len(head)) + head)
-        left = size
-        while left:
-            b = f.read(min(left, 1 << 20))
-            if not b: sys.exit("file shrank while sending: " + rel)
-            out.write(b); left -= len(b)
+    fd = os.open(rel, os.O_RDONLY)
+    size = os.fstat(fd).st_size
+    head = json.dumps({"path": rel, "size": size}).encode()
+    write(struct.pack(">I", len(head)) + head)
+    off = 0
+    while off < size:
+        if zero_copy:
+            try: n = os.sendfile(1, fd, off, min(size - off, 1 << 24))  # page cache to pipe, no copy
+            except OSError: zero_copy = False; continue
+        else:
+            b = os.pread(fd, min(size - off, 1 << 20), off); write(b); n = len(b)
+        if not n: sys.exit("file shrank while sending: " + rel)
+        off += n
+    os.close(fd)
 head = json.dumps({"end": True}).encode()
-out.write(struct.pack(">I", len(head)) + head)
-out.flush()
+write(struct.pack(">I", len(head)) + head)
 """
 
 RECEIVER = r"""
-import ctypes, grp, hashlib, json, os, pwd, shutil, stat, struct, sys
+import ctypes, fcntl, grp, hashlib, json, os, pwd, shutil, stat, struct, sys
 live, staging = sys.argv[1], sys.argv[2]
-inp = sys.stdin.buffer
+try: fcntl.fcntl(0, 1031, 1 << 20)  # F_SETPIPE_SZ: fewer, larger reads
+except OSError: pass
+libc = ctypes.CDLL(None, use_errno=True)
+buf = bytearray(1 << 20); view = memoryview(buf); pending = bytearray()
+def read_exact(n):
+    global pending
+    while len(pending) < n:
+        b = os.read(0, max(n - len(pending), 1 << 16))
+        if not b: break
+        pending += b
+    out, pending = bytes(pending[:n]), pending[n:]
+    return out
+def read_line():
+    global pending
+    while b"\n" not in pending:
+        b = os.read(0, 1 << 16)
+        if not b: break
+        pending += b
+    i = pending.find(b"\n") + 1 or len(pending)
+    out, pending = bytes(pending[:i]), pending[i:]
+    return out
+def read_into(n):
+    global pending
+    if pending:
+        k = min(n, len(pending)); view[:k] = pending[:k]; del pending[:k]; return k
+    return os.readv(0, [view[:n]])
 def fail(msg):
     print(json.dumps({"ok": False, "error": msg})); sys.stdout.flush(); os._exit(3)
 def safe(rel):
     if not rel or rel.startswith("/") or "\0" in rel or os.path.normpath(rel) != rel or rel.split("/")[0] == "..":
         fail("unsafe path from the source: %r" % rel)
     return rel
-plan = json.loads(inp.readline())
+plan = json.loads(read_line())
 manifest, send, known = plan["manifest"], set(plan["send"]), plan.get("known", {})
 by_path = {}
 for e in manifest:
@@ -116,11 +155,11 @@ os.makedirs(staging, exist_ok=True)
 os.chmod(staging, 0o700)
 def sha(path):
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(path, "rb", buffering=0) as f:
         while True:
-            b = f.read(1 << 20)
-            if not b: return h.hexdigest()
-            h.update(b)
+            n = f.readinto(buf)
+            if not n: return h.hexdigest()
+            h.update(view[:n])
 for rel, e in sorted(by_path.items()):
     if e["t"] == "d": os.makedirs(os.path.join(staging, rel), exist_ok=True)
 copied = kept = 0
@@ -145,10 +184,12 @@ for rel, e in sorted(by_path.items()):
     os.replace(dst + ".part", dst); copied += 1; verified.add(rel)
 received = nbytes = 0
 while True:
-    raw = inp.read(4)
+    raw = read_exact(4)
     if len(raw) < 4: fail("stream from the source ended early")
     try:
-        head = json.loads(inp.read(struct.unpack(">I", raw)[0]))
+        size = struct.unpack(">I", raw)[0]
+        if size > 1 << 16: raise ValueError
+        head = json.loads(read_exact(size))
         assert isinstance(head, dict)
     except (ValueError, AssertionError, MemoryError, OverflowError):
         fail("garbled stream from the source (corrupted in transit?)")
@@ -157,12 +198,17 @@ while True:
     e = by_path.get(rel)
     if e is None or e["t"] != "f" or rel not in send: fail("the source sent a file nobody asked for: %r" % rel)
     dst = os.path.join(staging, rel)
+    if head.get("size") != e["s"]: fail("%r does not match the source's manifest (its size changed at the source?)" % rel)
     h, left = hashlib.sha256(), head["size"]
-    with open(dst + ".part", "wb") as f:
-        while left:
-            b = inp.read(min(left, 1 << 20))
-            if not b: fail("stream from the source ended inside %r" % rel)
-            f.write(b); h.update(b); left -= len(b)
+    fd = os.open(dst + ".part", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    while left:
+        n = read_into(min(left, len(buf)))
+        if not n: fail("stream from the source ended inside %r" % rel)
+        chunk = view[:n]; h.update(chunk)
+        while chunk: chunk = chunk[os.write(fd, chunk):]
+        left -= n
+    libc.sync_file_range(fd, ctypes.c_longlong(0), ctypes.c_longlong(0), 2)  # start writing it out now
+    os.close(fd)
     if head["size"] != e["s"] or h.hexdigest() != e["h"]:
         os.unlink(dst + ".part")
         fail("%r does not match the source's manifest (corrupted in transit or changed at the source)" % rel)
@@ -190,10 +236,11 @@ for rel, e in sorted(by_path.items(), key=lambda kv: -kv[0].count("/")):
             fail("verification failed for %r" % rel)
     os.chown(p, *ids(e)); os.chmod(p, e["m"])
     if e["t"] == "f": os.utime(p, ns=(e["mt"], e["mt"]))
-os.sync()  # every staged file and directory on disk before the swap
+fs = os.open(staging, os.O_RDONLY)  # every staged file and directory on disk before the swap
+if libc.syncfs(fs) != 0: os.sync()
+os.close(fs)
 if os.path.isdir(live):
     st = os.stat(live); os.chown(staging, st.st_uid, st.st_gid); os.chmod(staging, stat.S_IMODE(st.st_mode))
-    libc = ctypes.CDLL(None, use_errno=True)
     AT_FDCWD, RENAME_EXCHANGE = -100, 2
     if libc.renameat2(AT_FDCWD, staging.encode(), AT_FDCWD, live.encode(), RENAME_EXCHANGE) != 0:
         fail("atomic swap failed: " + os.strerror(ctypes.get_errno()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 
@@ -12,6 +13,7 @@ from fleetmend.fleet import Fleet
 from fleetmend.inventory import Host
 from fleetmend.reseed.sources import Candidate, choose
 from fleetmend.reseed.transfer import (
+    Manifest,
     ReseedError,
     VolumeResult,
     content_digest,
@@ -59,25 +61,36 @@ def reseed_host(
 
         for name in names:
             volume = image.volumes[name]
+
+            def healthy(peer: Host, volume_name: str = name) -> bool:
+                r = report[peer.name]
+                rc = r.volumes.get(volume_name, {}).get("health_rc")
+                return r.verdict in (Verdict.CONFORMANT, Verdict.DRIFTED) and rc in (0, None)
+
+            # three or more copies: the majority decides, from manifests read at once
+            manifests: dict[str, Manifest] = {}
+            if len(peers) >= 2:
+                healthy_peers = [p for p in peers if healthy(p)]
+                with ThreadPoolExecutor(max_workers=max(1, len(healthy_peers))) as pool:
+                    found = pool.map(
+                        lambda p, v=volume: manifest(conn(p), v.path, v.exclude), healthy_peers
+                    )
+                    manifests = dict(zip((p.name for p in healthy_peers), found, strict=True))
             candidates = []
             for peer in peers:
                 r = report[peer.name]
-                facts = r.volumes.get(name, {})
-                healthy = r.verdict in (Verdict.CONFORMANT, Verdict.DRIFTED) and facts.get(
-                    "health_rc"
-                ) in (0, None)
                 digest = None
-                if healthy and len(peers) >= 2:  # three or more copies: the majority decides
-                    digest = content_digest(manifest(conn(peer), volume.path, volume.exclude))
-                elif healthy:
+                if peer.name in manifests:
+                    digest = content_digest(manifests[peer.name])
+                elif healthy(peer) and len(peers) < 2:
                     digest = "-"
                 candidates.append(
                     Candidate(
                         host=peer.name,
                         site=peer.site,
                         reachable=r.verdict is not Verdict.UNREACHABLE,
-                        healthy=healthy,
-                        position=facts.get("position"),
+                        healthy=healthy(peer),
+                        position=r.volumes.get(name, {}).get("position"),
                         manifest=digest,
                     )
                 )
@@ -99,6 +112,13 @@ def reseed_host(
                     )
             source = fleet.inventory.host(choice.source)
             results.append(
-                reseed_volume(name, volume, conn(source), conn(host), max_rate=options.max_rate)
+                reseed_volume(
+                    name,
+                    volume,
+                    conn(source),
+                    conn(host),
+                    max_rate=options.max_rate,
+                    source_manifest=manifests.get(source.name),
+                )
             )
     return results

@@ -51,8 +51,17 @@ def staging_path(volume: VolumeSpec) -> str:
     return str(path.parent / f".{path.name}.fleetmend-staging")
 
 
+# The system's interpreter first, like Ansible's interpreter discovery: it is always
+# there on a server, and starts without a version manager's shims in front of it.
+PYTHON = '"$(command -v /usr/bin/python3 || command -v python3)"'
+
+# Below this many bytes to send, the open paramiko channels carry the data: starting
+# two OpenSSH clients (a key exchange each) costs more than paramiko's slower relay.
+BULK_BYTES = 64 << 20
+
+
 def _python(script: str, *args: str) -> str:
-    return " ".join(["python3", "-c", shlex.quote(script), *(shlex.quote(a) for a in args)])
+    return " ".join([PYTHON, "-c", shlex.quote(script), *(shlex.quote(a) for a in args)])
 
 
 def manifest(conn: Connection, path: str, excludes: list[str]) -> Manifest:
@@ -222,9 +231,12 @@ def reseed_volume(
     *,
     max_rate: float | None = None,
     tamper: Callable[[bytes], bytes] | None = None,
+    source_manifest: Manifest | None = None,
 ) -> VolumeResult:
     """Copy `volume` from `source` to `target`, verified, swapped in atomically.
 
+    `source_manifest`, when the caller already read it (choosing the source by
+    majority), is not read again: the receiver still checks every byte against it.
     `max_rate` (bytes per second) bounds what the re-seed takes from its source.
     `tamper` alters the stream on its way (fault injection for drills and tests:
     a corrupted transfer must be caught before the swap).
@@ -234,10 +246,13 @@ def reseed_volume(
     start = time.monotonic()
     # the three manifests are read at once: each host hashes its own data
     with ThreadPoolExecutor(max_workers=3) as pool:
-        wanted_f = pool.submit(manifest, source, volume.path, volume.exclude)
+        wanted_f = pool.submit(
+            lambda: source_manifest or manifest(source, volume.path, volume.exclude)
+        )
         live_f = pool.submit(manifest, target, volume.path, volume.exclude)
         staged_f = pool.submit(manifest, target, staging_path(volume), [])
-        wanted, live_entries, staged_entries = wanted_f.result(), live_f.result(), staged_f.result()
+        wanted = wanted_f.result()
+        live_entries, staged_entries = live_f.result(), staged_f.result()
     odd = [e["p"] for e in wanted if e["t"] == "x"]
     if odd:
         raise ReseedError(
@@ -258,7 +273,9 @@ def reseed_volume(
     receive = _python(RECEIVER, volume.path, staging_path(volume))
     plan = (json.dumps({"manifest": wanted, "send": send, "known": known}) + "\n").encode()
     send_cmd = f"cd {shlex.quote(volume.path)} && {_python(SENDER)}"
-    fast = None if (max_rate or tamper) else _openssh_pair(source, target, send_cmd, receive)
+    size = {e["p"]: e["s"] for e in wanted if e["t"] == "f"}
+    bulk = sum(size[p] for p in send) >= BULK_BYTES and not (max_rate or tamper)
+    fast = _openssh_pair(source, target, send_cmd, receive) if bulk else None
     if fast is not None:
         sent, received = _relay_openssh(*fast, plan, (json.dumps(send) + "\n").encode())
     else:
