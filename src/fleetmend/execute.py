@@ -9,6 +9,7 @@ idempotent. Waves run one after another; the actions of a wave in parallel.
 from __future__ import annotations
 
 import base64
+import shlex
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from typing import Any
 
 from fleetmend import audit, locks, statedb
 from fleetmend.check import CheckOptions, run_check
-from fleetmend.drift import Verdict
+from fleetmend.drift import DriftKind, Verdict
 from fleetmend.errors import FleetmendError
 from fleetmend.fleet import Fleet
 from fleetmend.hostkeys import fingerprint
@@ -37,6 +38,7 @@ STEPS: dict[ActionKind, list[str]] = {
     ActionKind.CONVERGE: ["converge", "verify"],
     ActionKind.REBUILD: ["reimage", "wait-ssh", "converge", "reseed", "verify"],
     ActionKind.RESEED: ["reseed", "verify-data"],
+    ActionKind.RESTART: ["restart-service", "verify"],
 }
 SSH_WAIT = 90.0
 """Seconds a rebuilt host has to answer on SSH with its new key."""
@@ -227,6 +229,31 @@ def _reseed(host: Host, ctx: Context, run_id: str, seq: int) -> StepResult:
     ), False
 
 
+def _restart_service(host: Host, ctx: Context, run_id: str, seq: int) -> StepResult:
+    """Start again the declared services the check finds stopped (idempotent)."""
+    report = run_check(ctx.fleet, [host], ctx.check, [])
+    (result,) = report.hosts
+    stopped = [
+        i.target for i in result.counted if i.kind is DriftKind.SERVICE and i.actual == "stopped"
+    ]
+    if not stopped:
+        return "no declared service is stopped", True
+    target = target_for(host, ctx.fleet.inventory.source, ctx.check.ssh_config)
+    known = KnownHosts(ctx.check.own_known_hosts, ctx.check.user_known_hosts)
+    with Connection(target, known, ctx.check.timeouts) as connection:
+        for name in stopped:
+            quoted = shlex.quote(name)
+            done = connection.run(
+                f"systemctl restart {quoted} 2>/dev/null || service {quoted} restart"
+            )
+            if done.exit_code != 0:
+                raise StepFailed(
+                    f"{host.name}: restarting {name} failed (exit {done.exit_code}): "
+                    f"{(done.stderr or done.stdout).strip()[-200:]}"
+                )
+    return f"restarted {', '.join(stopped)}", False
+
+
 def _verify(host: Host, ctx: Context, run_id: str, seq: int) -> StepResult:
     report = run_check(ctx.fleet, [host], ctx.check, [])
     (result,) = report.hosts
@@ -254,6 +281,7 @@ _STEP_FUNCS: dict[str, Callable[[Host, Context, str, int], StepResult]] = {
     "wait-ssh": _wait_ssh,
     "converge": _converge,
     "reseed": _reseed,
+    "restart-service": _restart_service,
     "verify": _verify,
     "verify-data": _verify_data,
 }

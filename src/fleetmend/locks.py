@@ -100,6 +100,13 @@ def acquire(db: sqlite3.Connection, names: list[str], owner: str, ttl: float = T
         )
 
 
+def abandoned(db: sqlite3.Connection, owner: str, ttl: float = TTL) -> bool:
+    """True when no live process holds a lock for `owner` (a run someone must resume)."""
+    now = time.time()
+    rows = db.execute(f"SELECT {_COLUMNS} FROM locks WHERE owner = ?", (owner,)).fetchall()
+    return all(now - h.heartbeat_at > ttl or not _alive(h) for h in (Holder(*r) for r in rows))
+
+
 def heartbeat(db: sqlite3.Connection, owner: str) -> None:
     db.execute("UPDATE locks SET heartbeat_at = ? WHERE owner = ?", (time.time(), owner))
 

@@ -37,7 +37,9 @@ class ActionKind(StrEnum):
     CONVERGE = "converge"
     REBUILD = "rebuild"
     RESEED = "reseed"
-    """Only on request (`fleetmend reseed`); verdicts alone never ask for it yet."""
+    """On request (`fleetmend reseed`), or by heal for data that disagrees with the majority."""
+    RESTART = "restart"
+    """Heal's cheapest repair of a running host: start its stopped services again."""
 
 
 class Rule(StrEnum):
@@ -126,6 +128,7 @@ def make_plan(
     policy: Policy,
     force: dict[str, ActionKind] | None = None,
     targets: set[str] | None = None,
+    forced_by: str = "requested by an operator",
 ) -> Plan:
     """Turn a check into a plan that obeys every safety rule above.
 
@@ -144,7 +147,7 @@ def make_plan(
     for name, host in sorted(hosts.items()):
         kind, reason = _wanted(host)
         if name in force:
-            kind, reason = force[name], f"requested by an operator ({reason})"
+            kind, reason = force[name], f"{forced_by} ({reason})"
         inv = inventory.hosts[name]
         if kind is ActionKind.NONE or (targets is not None and name not in targets):
             unchanged.append(name)

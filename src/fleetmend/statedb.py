@@ -81,6 +81,26 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     """,
+    # 3: heal's repair history (retry budgets, hosts held for a person) and drills
+    """
+    CREATE TABLE repairs (
+        seq INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        host TEXT NOT NULL,
+        rung TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        run_id TEXT,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX repairs_by_host ON repairs(host, at);
+    CREATE TABLE drills (
+        id TEXT PRIMARY KEY,
+        scenario TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        passed INTEGER NOT NULL,
+        report TEXT NOT NULL
+    );
+    """,
 ]
 
 

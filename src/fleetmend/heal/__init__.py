@@ -1,0 +1,1 @@
+"""Heal: repair broken hosts rung by rung, once or as a controller loop."""
