@@ -23,6 +23,7 @@ demo: $(STAMP)
 	./scripts/demo.sh
 
 test: $(STAMP)
+	./scripts/install-system-deps.sh --test
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy

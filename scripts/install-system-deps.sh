@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Installs the Debian packages fleetmend and its lab need, only those missing.
+# Installs the Debian packages fleetmend and its lab need (with --test: the test
+# suite's), only those missing.
 # Idempotent and quiet when everything is already there, so `make` stays fast.
 set -euo pipefail
 
 packages=(python3 python3-venv python3-pip python3-apt openssh-server openssh-client rsync iproute2 util-linux procps)
+# `--test`: what only the test suite needs (a real headless browser renders the drill report)
+if [ "${1:-}" = "--test" ]; then packages=(chromium); fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -214,7 +214,10 @@ class VolumeSpec(Strict):
     group: Name = "root"
     mode: Mode = "0750"
     position: str | None = None
+    """Prints the copy's replication position; runs in the volume's directory."""
     health: str | None = None
+    """Exit 0 when the copy is healthy. Runs in the volume's directory, or in the staging
+    directory when a `command` restore is checked before its swap: use relative paths."""
     reseed: ReseedSpec = Field(default_factory=ReseedSpec)
     hooks: HooksSpec = Field(default_factory=HooksSpec)
     exclude: list[str] = Field(default_factory=list)

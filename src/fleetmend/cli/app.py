@@ -10,7 +10,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from fleetmend import __version__
-from fleetmend.cli import act, check, heal, images, inventory, lab, validate
+from fleetmend.cli import act, check, drill, heal, images, inventory, lab, validate
 from fleetmend.console import OutputFormat, err
 from fleetmend.errors import ExitCode, FleetmendError
 from fleetmend.settings import DEFAULT_IMAGES, DEFAULT_INVENTORY, DEFAULT_STATE_DIR, Settings
@@ -66,6 +66,7 @@ app.command("rebuild")(act.rebuild_command)
 app.command("reseed")(act.reseed_command)
 app.command("scrub")(act.scrub_command)
 app.command("heal")(heal.heal_command)
+app.command("drill")(drill.drill_command)
 app.command("resume")(act.resume_command)
 app.add_typer(act.runs_app, name="runs")
 app.add_typer(act.audit_app, name="audit")

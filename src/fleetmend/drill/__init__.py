@@ -1,0 +1,1 @@
+"""Disaster-recovery drills: scenarios, the runner, the floor monitor, reports."""
