@@ -27,7 +27,7 @@ labinv=$FLEETMEND_STATE_DIR/lab/inventory.yaml
 fm_lab() { $fm -i "$labinv" "$@"; }
 for h in web-1 web-2; do
   step "the content web servers replicate, on $h" $fm lab ssh $h -- \
-    'mkdir -p /srv/www && printf "<h1>hello from the lab</h1>\n" > /srv/www/index.html && head -c 65536 /dev/urandom > /srv/www/logo.bin && echo 1 > /srv/www/.generation'
+    'mkdir -p /srv/www && printf "<h1>hello from the lab</h1>\n" > /srv/www/index.html && yes fleetmend | head -c 65536 > /srv/www/logo.bin && echo 1 > /srv/www/.generation'
 done
 for h in blob-1 blob-2 blob-3; do
   step "replicated blobs on $h" $fm lab ssh $h -- \

@@ -53,7 +53,7 @@ def _hooks() -> Hooks:
     return Hooks(on_step=on_step, on_event=on_event, on_plan=on_plan)
 
 
-def _show_report(report: HealReport) -> None:
+def _show_report(report: HealReport, *, dry: bool = False) -> None:
     rows = [
         [
             name,
@@ -64,6 +64,8 @@ def _show_report(report: HealReport) -> None:
         for name, o in sorted(report.hosts.items())
     ]
     out.print(table(None, ["HOST", "STATE", "RUNGS", "DETAIL"], rows))
+    if dry:
+        return
     done = "healed" if report.ok else "not healed"
     runs = f"; runs: {', '.join(report.runs)}" if report.runs else ""
     out.print(f"{done} in {report.seconds:.1f}s, {report.rounds} round(s){runs}")
@@ -214,8 +216,8 @@ def heal_command(
 def _finish(report: HealReport, as_json: bool, *, dry: bool) -> None:
     if as_json:
         print_json(report.as_dict())
-    elif not dry:
-        _show_report(report)
+    else:
+        _show_report(report, dry=dry)
     if report.tripped:
         err.print(
             "[red]the trip wire tripped: most hosts in scope look broken, which is more "
