@@ -209,8 +209,10 @@ def _wait(what: str, seconds: float, ok: object) -> None:
 
 def test_7_watch_repairs_goes_quiet_and_resumes_after_a_kill(dl: DrillLab) -> None:
     metrics = dl.root / "heal.prom"
+    # this module's drills already made ~10 repairs this hour: the default budget
+    # (10 an hour) would rightly hold this controller to checks only
     args = ("heal", *SCOPE, "--watch", "2", "--yes", "--timeout", "2",
-            "--metrics-file", str(metrics))  # fmt: skip
+            "--max-repairs-per-hour", "100", "--metrics-file", str(metrics))  # fmt: skip
     before = len(_heal_runs(dl))
     controller = dl.spawn(*args)
     try:
@@ -265,3 +267,30 @@ def test_7_watch_repairs_goes_quiet_and_resumes_after_a_kill(dl: DrillLab) -> No
             except subprocess.TimeoutExpired:
                 os.killpg(controller.pid, signal.SIGKILL)
                 controller.wait()
+
+
+def test_8_a_fault_injected_by_playbook_as_on_a_real_fleet(dl: DrillLab) -> None:
+    """The `playbook:` fault path, for fleets that are not a lab, run against the lab."""
+    scenario = dl.root / "drift.yaml"
+    scenario.write_text(
+        "name: hand-edit\n"
+        "scope: [web, blobs]\n"
+        "faults:\n"
+        f"  - playbook: {REPO / 'drills' / 'faults' / 'drift-file.yml'}\n"
+        "    vars: {path: /etc/motd}\n"
+        "    hosts: [blob-3]\n"
+        "expect: {rto_seconds: 180}\n"
+    )
+    code, out, err = dl.cli("drill", str(scenario), "--yes", "-f", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    _check_report(report, {"blob-3"})
+    assert [r[0] for r in report["heal"]["hosts"]["blob-3"]["rungs"]] == ["converge"]
+    missing = dl.root / "missing.yaml"
+    missing.write_text(
+        "name: x\nfaults:\n  - {fault: down, hosts: [web-1]}\n"
+        "  - {playbook: nowhere.yml, hosts: [web-2]}\nexpect: {rto_seconds: 9}\n"
+    )
+    code, _, err = dl.cli("drill", str(missing), "--yes")
+    assert code == 2 and "no playbook nowhere.yml" in err, err
+    assert dl.verdicts()["web-1"] == "conformant"  # refused before any fault

@@ -99,3 +99,24 @@ def test_held_after_too_many_failures_or_a_used_up_ladder_until_released(tmp_pat
         assert record.held(db, "other", max_failures=3, window=3600) is None
         actions = [r[0] for r in db.execute("SELECT action FROM audit")]
         assert "heal-release" in actions
+
+
+def test_metrics_say_how_the_controller_is_doing() -> None:
+    from collections import Counter
+
+    from fleetmend.heal.watch import State, metrics
+
+    state = State(ticks=3, limited=True, repairs_last_hour=10)
+    state.hosts = {"a": "healthy", "b": "held", "c": "backoff"}
+    state.repairs = Counter({("rebuild", "failed"): 1, ("converge", "ok"): 2})
+    state.not_before = {"c": 160.0, "gone": 50.0}
+    text = metrics(state, now=100.0)
+    lines = [line for line in text.splitlines() if not line.startswith("#")]
+    assert "fleetmend_heal_ticks_total 3" in lines
+    assert "fleetmend_heal_rate_limited 1" in lines
+    assert 'fleetmend_heal_hosts{state="held"} 1' in lines
+    assert 'fleetmend_heal_repairs_total{rung="rebuild",outcome="failed"} 1' in lines
+    assert 'fleetmend_heal_backoff_seconds{host="c"} 60.0' in lines
+    assert not any("gone" in line for line in lines)  # a back-off that ended is not shown
+    for line in lines:
+        assert line.startswith("fleetmend_heal_") and len(line.rsplit(" ", 1)) == 2

@@ -23,7 +23,7 @@ def test_lab_inventory(repo: Path) -> None:
     assert len(inv.hosts) == 8
     web1 = inv.host("web-1")
     assert (web1.address, web1.port, web1.user) == ("127.77.0.11", 2200, "root")
-    assert (web1.image, web1.replica_set, web1.site) == ("web", "web-lab", "lab")
+    assert (web1.image, web1.replica_set, web1.site) == ("web", "web-lab", "lab-a")
     assert web1.groups == ["web"]
     assert web1.vars["web_server_name"] == "www.lab.internal"
     assert "inventory_hostname" not in web1.vars  # Ansible's magic vars are left out

@@ -101,6 +101,11 @@ class Drill:
                     str(self.path), "faults", f"{', '.join(outside)} not in the drill's scope",
                     "add them to `scope`, or fault hosts the drill heals and measures",
                 )  # fmt: skip
+        if spec.playbook is not None and not (self.path.parent / spec.playbook).is_file():
+            raise InputError.one(
+                str(self.path), "faults", f"no playbook {spec.playbook}",
+                f"`playbook:` is relative to the scenario file ({self.path.parent})",
+            )  # fmt: skip
         if spec.fault is not None:
             not_lab = [h.name for h in hosts if h.provider != "lab" or not h.vars.get(
                 "fleetmend_lab_dir")]  # fmt: skip
@@ -211,7 +216,9 @@ class Drill:
                 book = (self.path.parent / spec.playbook).resolve()
                 ctx = Context(fleet=self.fleet, state_dir=self.check.state_dir, check=self.check)
                 work = self.check.state_dir / "drills" / "inject" / uuid.uuid4().hex[:8]
-                result = run_playbook(book, converge_inventory(ctx, hosts), work)
+                result = run_playbook(
+                    book, converge_inventory(ctx, hosts), work, extravars=dict(spec.vars)
+                )
                 if result.outcome is not Outcome.SUCCESSFUL:
                     raise FleetmendError(
                         f"injecting {spec.playbook} failed ({result.outcome.value}); see {work}"

@@ -7,8 +7,9 @@ scope: [web, blobs]        # hosts or groups the drill heals and measures (defau
 faults:
   - fault: wipe-disk       # a lab fault by name (lab fleets)
     hosts: [web-1]
-  - playbook: faults/stop-nginx.yml   # any fleet: a playbook run against the hosts
-    site: dc-2                        # or every host of a site in scope
+  - playbook: faults/stop-service.yml  # any fleet: a playbook run against the hosts
+    vars: {service: nginx}             # its variables
+    site: dc-2                         # or every host of a site in scope
 heal:
   scrub: true              # also compare replicas' data (finds silent corruption)
   timeout: 3               # seconds to connect during the drill's checks
@@ -38,6 +39,8 @@ class FaultSpec(_Strict):
     """A lab fault by name: down, wipe-disk, corrupt-data, drift-file, hang, ..."""
     playbook: str | None = None
     """For fleets that are not a lab: a playbook (relative to the scenario) that injects it."""
+    vars: dict[str, str | int | bool] = {}
+    """Extra variables for the playbook."""
     hosts: list[str] = []
     site: str | None = None
     count: int = Field(default=2, ge=1)
