@@ -24,7 +24,7 @@ from fleetmend.cli.common import (
     settings,
 )
 from fleetmend.console import OutputFormat, err, out, print_json, table
-from fleetmend.errors import ExitCode
+from fleetmend.errors import ExitCode, InputError
 from fleetmend.fleet import Fleet
 from fleetmend.heal import record
 from fleetmend.heal.engine import HealOptions, HealReport, Hooks, heal
@@ -158,7 +158,12 @@ def heal_command(
     s = settings(ctx)
     if release:
         if not reason:
-            raise Refused("--release needs --reason: why may heal act on it again?")
+            raise InputError.one(
+                "heal", "--release", "--release needs --reason", 'e.g. --reason "replaced the disk"'
+            )
+        inventory = Fleet.load(s.images, s.inventory).inventory
+        for host in release:
+            inventory.host(host)  # an unknown name is an input error, not a silent no-op
         with closing(statedb.connect(s.state_dir)) as db:
             for host in release:
                 record.release(db, host, reason)
