@@ -27,6 +27,7 @@ from fleetmend.cli.common import (
     SshConfigOption,
     TimeoutOption,
     WaiversOption,
+    check_options,
     settings,
 )
 from fleetmend.console import OutputFormat, err, out, print_json, table
@@ -41,7 +42,6 @@ from fleetmend.playbooks import TaskEvent
 from fleetmend.reseed.run import ReseedOptions
 from fleetmend.reseed.scrub import repair, scrub_fleet
 from fleetmend.settings import Settings
-from fleetmend.transport.ssh import Timeouts
 from fleetmend.waivers import load_waivers, waivers_path
 
 
@@ -87,11 +87,8 @@ def _check(
 ) -> tuple[Fleet, CheckReport, CheckOptions]:
     fleet = fleet or Fleet.load(s.images, s.inventory)
     scope = fleet.inventory.select(patterns)
-    options = CheckOptions(
-        state_dir=s.state_dir,
-        forks=forks,
-        timeouts=Timeouts(connect=timeout, command=command_timeout),
-        ssh_config=ssh_config.expanduser(),
+    options = check_options(
+        s, forks=forks, timeout=timeout, command_timeout=command_timeout, ssh_config=ssh_config
     )
     with err.status(f"checking {len(scope)} hosts ..."):
         report = run_check(
@@ -621,11 +618,7 @@ def scrub_command(
                 f"unknown replica set {name!r}",
                 f"replica sets: {', '.join(sorted(fleet.inventory.replica_sets)) or 'none'}",
             )
-    options = CheckOptions(
-        state_dir=s.state_dir,
-        timeouts=Timeouts(connect=timeout, command=3600),
-        ssh_config=ssh_config.expanduser(),
-    )
+    options = check_options(s, timeout=timeout, command_timeout=3600, ssh_config=ssh_config)
     with err.status("reading manifests ..."):
         results, connections = scrub_fleet(fleet, options, sets)
     try:

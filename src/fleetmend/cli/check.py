@@ -13,20 +13,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from fleetmend import history as history_db
 from fleetmend import reports, statedb
-from fleetmend.check import DEFAULT_FORKS, CheckOptions, CheckReport, HostReport, run_check
+from fleetmend.check import DEFAULT_FORKS, CheckReport, HostReport, run_check
 from fleetmend.cli.common import (
     CommandTimeoutOption,
     ForksOption,
     SshConfigOption,
     TimeoutOption,
     WaiversOption,
+    check_options,
     settings,
 )
 from fleetmend.console import OutputFormat, err, out, print_json, table
 from fleetmend.drift import Verdict
 from fleetmend.fleet import Fleet
 from fleetmend.fsutil import write_atomic
-from fleetmend.transport.ssh import Timeouts
 from fleetmend.waivers import load_waivers, waivers_path
 
 
@@ -176,13 +176,10 @@ def check_command(
     fleet = Fleet.load(s.images, s.inventory)
     scope = fleet.inventory.select(hosts or [])
     accepted = load_waivers(waivers or waivers_path(s.inventory))
-    options = CheckOptions(
-        state_dir=s.state_dir,
-        forks=forks,
-        timeouts=Timeouts(connect=timeout, command=command_timeout),
-        accept_new=accept_new,
-        ssh_config=ssh_config.expanduser(),
-    )
+    options = check_options(
+        s, forks=forks, timeout=timeout, command_timeout=command_timeout,
+        ssh_config=ssh_config, accept_new=accept_new,
+    )  # fmt: skip
     with Progress(
         TextColumn("checking"),
         BarColumn(),

@@ -7,8 +7,10 @@ from typing import Annotated, cast
 
 import typer
 
+from fleetmend.check import DEFAULT_FORKS, CheckOptions
 from fleetmend.console import OutputFormat
 from fleetmend.settings import Settings
+from fleetmend.transport.ssh import Timeouts
 
 FormatOption = Annotated[
     OutputFormat | None,
@@ -55,3 +57,22 @@ SshConfigOption = Annotated[
         "--ssh-config", help="OpenSSH client config to read (HostName, User, ProxyJump...)."
     ),
 ]
+
+
+def check_options(
+    s: Settings,
+    *,
+    forks: int = DEFAULT_FORKS,
+    timeout: float = 10.0,
+    command_timeout: float = 60.0,
+    ssh_config: Path = Path("~/.ssh/config"),
+    accept_new: bool = False,
+) -> CheckOptions:
+    """How every command reaches hosts, from the options it parsed."""
+    return CheckOptions(
+        state_dir=s.state_dir,
+        forks=forks,
+        timeouts=Timeouts(connect=timeout, command=command_timeout),
+        accept_new=accept_new,
+        ssh_config=ssh_config.expanduser(),
+    )

@@ -11,9 +11,8 @@ import typer
 from rich.markup import escape
 
 from fleetmend import statedb
-from fleetmend.check import CheckOptions
 from fleetmend.cli.act import Refused, Yes
-from fleetmend.cli.common import FormatOption, SshConfigOption, settings
+from fleetmend.cli.common import FormatOption, SshConfigOption, check_options, settings
 from fleetmend.console import OutputFormat, err, out, print_json, table
 from fleetmend.drill import report as reports
 from fleetmend.drill.runner import Drill
@@ -21,7 +20,6 @@ from fleetmend.drill.scenario import load_scenario
 from fleetmend.errors import ExitCode, InputError
 from fleetmend.fleet import Fleet
 from fleetmend.settings import Settings
-from fleetmend.transport.ssh import Timeouts
 
 
 def drill_command(
@@ -70,10 +68,8 @@ def drill_command(
     path = Path(what)
     scenario = load_scenario(path)
     fleet = Fleet.load(s.images, s.inventory)
-    check = CheckOptions(
-        state_dir=s.state_dir,
-        timeouts=Timeouts(connect=scenario.heal.timeout, command=120),
-        ssh_config=ssh_config.expanduser(),
+    check = check_options(
+        s, timeout=scenario.heal.timeout, command_timeout=120, ssh_config=ssh_config
     )
     drill = Drill(fleet, scenario, path, check, progress=lambda m: err.print(escape(m)))
     planned = "; ".join(

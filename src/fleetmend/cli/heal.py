@@ -13,7 +13,16 @@ from rich.markup import escape
 
 from fleetmend import statedb
 from fleetmend.check import DEFAULT_FORKS, CheckOptions
-from fleetmend.cli.act import MaxParallel, MaxPerSite, Override, Refused, TripWire, Yes, _show
+from fleetmend.cli.act import (
+    MaxParallel,
+    MaxPerSite,
+    Override,
+    Refused,
+    TripWire,
+    Yes,
+    _policy,
+    _show,
+)
 from fleetmend.cli.common import (
     CommandTimeoutOption,
     ForksOption,
@@ -21,6 +30,7 @@ from fleetmend.cli.common import (
     SshConfigOption,
     TimeoutOption,
     WaiversOption,
+    check_options,
     settings,
 )
 from fleetmend.console import OutputFormat, err, out, print_json, table
@@ -31,9 +41,7 @@ from fleetmend.heal.engine import HealOptions, HealReport, Hooks, heal
 from fleetmend.heal.ladder import DEFAULT_BUDGETS, LADDER, Rung
 from fleetmend.heal.watch import Controller, State, WatchOptions
 from fleetmend.inventory import Host
-from fleetmend.plan import Policy
 from fleetmend.playbooks import TaskEvent
-from fleetmend.transport.ssh import Timeouts
 from fleetmend.waivers import Waiver, load_waivers, waivers_path
 
 
@@ -171,20 +179,12 @@ def heal_command(
         return
     fleet = Fleet.load(s.images, s.inventory)
     targets = fleet.inventory.select(hosts or [])
-    check = CheckOptions(
-        state_dir=s.state_dir,
-        forks=forks,
-        timeouts=Timeouts(connect=timeout, command=command_timeout),
-        ssh_config=ssh_config.expanduser(),
+    check = check_options(
+        s, forks=forks, timeout=timeout, command_timeout=command_timeout, ssh_config=ssh_config
     )
     top = LADDER.index(max_rung)
     options = HealOptions(
-        policy=Policy(
-            max_parallel=max_parallel,
-            max_parallel_per_site=max_parallel_per_site,
-            trip_wire=trip_wire,
-            override=override,
-        ),
+        policy=_policy(max_parallel, max_parallel_per_site, trip_wire, override),
         budgets={r: n for r, n in DEFAULT_BUDGETS.items() if LADDER.index(r) <= top},
         max_failures=max_failures,
         scrub=scrub,
