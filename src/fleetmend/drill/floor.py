@@ -7,25 +7,16 @@ it is not in a step that takes its data offline (reimage, wait-ssh, reseed).
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fleetmend.inventory import Inventory
+from fleetmend.transport.ssh import answers_ssh
 from fleetmend.transport.target import Target
 
 OFFLINE_STEPS = frozenset({"reimage", "wait-ssh", "reseed"})
-
-
-def answers_ssh(address: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=timeout) as s:
-            s.settimeout(timeout)
-            return s.recv(4).startswith(b"SSH-")
-    except OSError:
-        return False
 
 
 @dataclass
@@ -88,7 +79,7 @@ class FloorMonitor:
                 for m in rs.members
                 if m not in out
                 and m in self.targets
-                and answers_ssh(self.targets[m].address, self.targets[m].port)
+                and answers_ssh(self.targets[m].address, self.targets[m].port, timeout=0.5)
             )
             if rs.samples and rs.samples[-1][1] < rs.min_live:
                 rs.below_seconds += now - rs.samples[-1][0]

@@ -41,6 +41,7 @@ from fleetmend.lab.state import (
     read_record,
     write_record,
 )
+from fleetmend.transport.ssh import answers_ssh
 
 READY_TIMEOUT = 15.0
 """Seconds a started host has to answer with an SSH banner."""
@@ -359,7 +360,7 @@ class Lab:
         init = procs.init_pid(host.pid)
         if init is None:
             return HostState.STOPPED
-        if procs.stopped(init) or not _banner(host.address, host.port, timeout=1.0):
+        if procs.stopped(init) or not answers_ssh(host.address, host.port, timeout=1.0):
             return HostState.HUNG
         return HostState.RUNNING
 
@@ -467,7 +468,7 @@ class Lab:
                         f"lab host {host.name} exited while starting: {self._log_tail(host.name)}",
                         f"full log: {self.host_dir(host.name) / 'log'}",
                     )
-                if not _banner(host.address, host.port, timeout=0.5):
+                if not answers_ssh(host.address, host.port, timeout=0.5):
                     still.append(host)
             pending = still
             if pending and time.monotonic() > deadline:
@@ -531,16 +532,6 @@ def _answers(address: str, port: int) -> bool:
     try:
         with socket.create_connection((address, port), timeout=0.5):
             return True
-    except OSError:
-        return False
-
-
-def _banner(address: str, port: int, timeout: float) -> bool:
-    """True when something at address:port answers with an SSH identification line."""
-    try:
-        with socket.create_connection((address, port), timeout=timeout) as sock:
-            sock.settimeout(timeout)
-            return sock.recv(64).startswith(b"SSH-")
     except OSError:
         return False
 

@@ -430,6 +430,20 @@ def _read_all(channel: paramiko.Channel, deadline: float, *, stderr: bool) -> by
         chunks.append(chunk)
 
 
+def answers_ssh(address: str, port: int, timeout: float) -> bool:
+    """True when something at address:port answers with an SSH identification line.
+
+    No key exchange, no login: the cheapest proof that an sshd is alive (a hung
+    one accepts TCP but sends no banner).
+    """
+    try:
+        with socket.create_connection((address, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            return sock.recv(64).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
 class Connections:
     """One connection per host (and per jump host) for the length of a command."""
 
