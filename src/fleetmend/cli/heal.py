@@ -34,7 +34,7 @@ from fleetmend.cli.common import (
     settings,
 )
 from fleetmend.console import OutputFormat, err, out, print_json, table
-from fleetmend.errors import ExitCode, InputError
+from fleetmend.errors import ExitCode, FleetmendError, InputError
 from fleetmend.fleet import Fleet
 from fleetmend.heal import record
 from fleetmend.heal.engine import HealOptions, HealReport, Hooks, heal
@@ -258,7 +258,12 @@ def _watch(
         what = ", ".join(f"{n}: {st}" for n, st in sorted(broken.items())) or "all healthy"
         err.print(f"tick {state.ticks} ({state.last_seconds:.1f}s): {what}", highlight=False)
 
-    controller = Controller(fleet, targets, check, waivers, options, watch, _hooks(), on_tick)
+    def on_error(exc: FleetmendError) -> None:
+        err.print(f"[red]tick failed, next one in {interval:g}s:[/red] {escape(exc.message)}")
+
+    controller = Controller(
+        fleet, targets, check, waivers, options, watch, _hooks(), on_tick, on_error
+    )
 
     def stop(*_: object) -> None:
         controller.stop.set()

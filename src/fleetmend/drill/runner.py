@@ -18,7 +18,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from fleetmend.lab import Lab
 from fleetmend.lab.faults import FaultOptions
 from fleetmend.plan import Plan
 from fleetmend.playbooks import Outcome, run_playbook
-from fleetmend.reseed.transfer import manifest
+from fleetmend.reseed.scrub import read_manifests
 from fleetmend.transport.ssh import Connections, KnownHosts
 from fleetmend.transport.target import target_for
 
@@ -160,22 +159,12 @@ class Drill:
             return repairing | (set(self.broken) - set(self.recovered))
 
     # -- data -------------------------------------------------------------------------------
-    def manifests(self, connections: Connections) -> Manifests:
-        inv = self.fleet.inventory
-        jobs = []
-        for rs in self.sets:
-            members = [inv.host(m) for m in inv.replica_sets[rs].members]
-            for vol_name, vol in sorted(self.fleet.image_of(members[0]).volumes.items()):
-                jobs += [(rs, vol_name, vol.path, vol.exclude, m) for m in members]
-
-        def read(job: tuple[str, str, str, list[str], Host]) -> dict[str, Entry]:
-            *_, path, exclude, host = job
-            conn = connections.get(target_for(host, inv.source, self.check.ssh_config))
-            return _entries(manifest(conn, path, exclude))
-
-        with ThreadPoolExecutor(max_workers=max(1, min(16, len(jobs)))) as pool:
-            found = list(pool.map(read, jobs))
-        return {(j[0], j[1], j[4].name): f for j, f in zip(jobs, found, strict=True)}
+    def manifests(self, connections: Connections) -> tuple[Manifests, list[str]]:
+        """Every copy's data, as the drill compares it; and the copies that did not answer."""
+        found, unreachable = read_manifests(self.fleet, self.check, self.sets, connections)
+        copies = {k: _entries(v) for k, v in found.items()}
+        copies.update({k: {} for k in unreachable})  # a copy nobody can read holds nothing
+        return copies, [f"{rs}/{vol} on {host}" for rs, vol, host in unreachable]
 
     def _require_healthy(self, connections: Connections) -> Manifests:
         inv = self.fleet.inventory
@@ -187,7 +176,12 @@ class Drill:
                 f"a drill needs a healthy fleet to measure against: {what}",
                 "bring it back first: fleetmend heal " + " ".join(h.host for h in bad[:5]),
             )
-        baseline = self.manifests(connections)
+        baseline, unreachable = self.manifests(connections)
+        if unreachable:
+            raise DrillRefused(
+                f"cannot read {', '.join(unreachable[:3])} before the drill",
+                "a drill needs every copy readable to measure against",
+            )
         for rs in self.sets:
             copies = {k: v for k, v in baseline.items() if k[0] == rs}
             for _, vol, _ in copies:
@@ -220,8 +214,11 @@ class Drill:
                     book, converge_inventory(ctx, hosts), work, extravars=dict(spec.vars)
                 )
                 if result.outcome is not Outcome.SUCCESSFUL:
+                    broken = sorted(self.broken)
                     raise FleetmendError(
-                        f"injecting {spec.playbook} failed ({result.outcome.value}); see {work}"
+                        f"injecting {spec.playbook} failed ({result.outcome.value}); see {work}; "
+                        f"hosts this drill already broke: {', '.join(broken) or 'none'}",
+                        "bring them back: fleetmend heal " + " ".join(broken) if broken else "",
                     )
                 for host in hosts:
                     self._broke(host.name, spec.playbook, {})
@@ -260,7 +257,7 @@ class Drill:
         self.say("reading every replica's data again ...")
         known = KnownHosts(self.check.own_known_hosts, self.check.user_known_hosts)  # new keys
         with Connections(known, self.check.timeouts) as connections:
-            after = self.manifests(connections)
+            after, _ = self.manifests(connections)
         return self._report(started_at, injected, healed.as_dict(), baseline, after, floors, ended)
 
     def _report(

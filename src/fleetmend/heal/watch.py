@@ -23,6 +23,7 @@ from pathlib import Path
 
 from fleetmend import statedb
 from fleetmend.check import CheckOptions
+from fleetmend.errors import FleetmendError
 from fleetmend.fleet import Fleet
 from fleetmend.fsutil import write_atomic
 from fleetmend.heal import record
@@ -55,6 +56,8 @@ class State:
     repairs: Counter[tuple[str, str]] = field(default_factory=Counter)
     repairs_last_hour: int = 0
     resumed: list[str] = field(default_factory=list)
+    errors: int = 0
+    """Ticks that ended in an error (a lock held by another run, a host's helper failing)."""
 
 
 def metrics(state: State, now: float) -> str:
@@ -69,6 +72,9 @@ def metrics(state: State, now: float) -> str:
         "# HELP fleetmend_heal_last_tick_duration_seconds How long the last tick took.",
         "# TYPE fleetmend_heal_last_tick_duration_seconds gauge",
         f"fleetmend_heal_last_tick_duration_seconds {state.last_seconds:.3f}",
+        "# HELP fleetmend_heal_tick_errors_total Ticks that ended in an error.",
+        "# TYPE fleetmend_heal_tick_errors_total counter",
+        f"fleetmend_heal_tick_errors_total {state.errors}",
         "# HELP fleetmend_heal_tripped 1 while the trip wire stops every repair.",
         "# TYPE fleetmend_heal_tripped gauge",
         f"fleetmend_heal_tripped {int(state.tripped)}",
@@ -139,11 +145,13 @@ class Controller:
         options: WatchOptions,
         hooks: Hooks | None = None,
         on_tick: Callable[[State, HealReport], None] | None = None,
+        on_error: Callable[[FleetmendError], None] | None = None,
     ) -> None:
         self.fleet, self.targets, self.check, self.waivers = fleet, targets, check, waivers
         self.heal_options, self.options = heal_options, options
         self.hooks = hooks or Hooks()
         self.on_tick = on_tick
+        self.on_error = on_error
         self.state = State()
         self.stop = threading.Event()
         self.exporter = _Exporter(options.metrics_port) if options.metrics_port else None
@@ -198,7 +206,13 @@ class Controller:
             self.state.resumed = resume_interrupted(self.fleet, self.check, self.hooks)
             while not self.stop.is_set():
                 began = time.monotonic()
-                self.tick()
+                try:
+                    self.tick()
+                except FleetmendError as exc:  # a controller outlives one bad tick
+                    self.state.errors += 1
+                    self.publish()
+                    if self.on_error:
+                        self.on_error(exc)
                 self.stop.wait(max(0.0, self.options.interval - (time.monotonic() - began)))
         finally:
             if self.exporter is not None:

@@ -11,6 +11,7 @@ only the disagreeing files travel, and the swap is verified as for any re-seed.
 from __future__ import annotations
 
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +69,35 @@ def compare(
     return result
 
 
+Copy = tuple[str, str, str]
+"""(replica set, volume, member)."""
+
+
+def read_manifests(
+    fleet: Fleet, check: CheckOptions, replica_sets: list[str], connections: Connections
+) -> tuple[dict[Copy, list[dict[str, Any]]], list[Copy]]:
+    """Every member's manifest of every data volume of each replica set, read at once
+    (each host hashes its own data); and the copies whose host did not answer."""
+    jobs: list[tuple[Copy, Host, str, list[str]]] = []
+    for name in replica_sets:
+        members = [fleet.inventory.host(m) for m in fleet.inventory.replica_sets[name].members]
+        for volume_name, volume in sorted(fleet.image_of(members[0]).volumes.items()):
+            jobs += [((name, volume_name, m.name), m, volume.path, volume.exclude) for m in members]
+
+    def read(job: tuple[Copy, Host, str, list[str]]) -> list[dict[str, Any]] | None:
+        _, host, path, exclude = job
+        conn = connections.get(target_for(host, fleet.inventory.source, check.ssh_config))
+        try:
+            return manifest(conn, path, exclude)
+        except Unreachable:
+            return None
+
+    with ThreadPoolExecutor(max_workers=max(1, min(check.forks, len(jobs)))) as pool:
+        found = list(pool.map(read, jobs))
+    manifests = {j[0]: m for j, m in zip(jobs, found, strict=True) if m is not None}
+    return manifests, [j[0] for j, m in zip(jobs, found, strict=True) if m is None]
+
+
 def scrub_fleet(
     fleet: Fleet, check: CheckOptions, replica_sets: list[str]
 ) -> tuple[list[VolumeScrub], Connections]:
@@ -77,23 +107,15 @@ def scrub_fleet(
     """
     known = KnownHosts(check.own_known_hosts, check.user_known_hosts)
     connections = Connections(known, check.timeouts)
+    manifests, unreachable = read_manifests(fleet, check, replica_sets, connections)
+    volumes = sorted({(rs, vol) for rs, vol, _ in [*manifests, *unreachable]})
     results = []
-    for name in replica_sets:
-        rs = fleet.inventory.replica_sets[name]
-        members = [fleet.inventory.host(m) for m in rs.members]
-        volumes = fleet.image_of(members[0]).volumes
-        for volume_name, volume in sorted(volumes.items()):
-            manifests: dict[str, list[dict[str, Any]]] = {}
-            unreachable = []
-            for member in members:
-                conn = connections.get(target_for(member, fleet.inventory.source, check.ssh_config))
-                try:
-                    manifests[member.name] = manifest(conn, volume.path, volume.exclude)
-                except Unreachable:
-                    unreachable.append(member.name)
-            result = compare(name, volume_name, manifests)
-            result.unreachable = unreachable
-            results.append(result)
+    for rs, vol in volumes:
+        result = compare(
+            rs, vol, {m: e for (r, v, m), e in manifests.items() if (r, v) == (rs, vol)}
+        )
+        result.unreachable = [m for r, v, m in unreachable if (r, v) == (rs, vol)]
+        results.append(result)
     return results, connections
 
 
