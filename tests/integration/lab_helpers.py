@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
+import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
 import pytest
+from typer.testing import CliRunner
 
+from fleetmend.cli.app import app
 from fleetmend.lab import Lab
 
 
@@ -85,3 +90,36 @@ def host_mounts_mention(path: Path) -> list[str]:
     return [
         line for line in Path("/proc/self/mounts").read_text().splitlines() if str(path) in line
     ]
+
+
+@dataclass
+class CliLab:
+    """A lab with images and a state dir: the CLI run in-process, or as a process."""
+
+    lab: Lab
+    images: Path
+    state: Path
+
+    def argv(self, *args: str) -> list[str]:
+        return [
+            "--images", str(self.images), "-i", str(self.lab.inventory_path),
+            "--state-dir", str(self.state), *args,
+        ]  # fmt: skip
+
+    def cli(self, *args: str) -> tuple[int, str, str]:
+        result = CliRunner().invoke(app, self.argv(*args))
+        return result.exit_code, result.stdout, result.stderr
+
+    def spawn(self, *args: str, new_session: bool = False) -> subprocess.Popen[str]:
+        """`fleetmend ARGS` as its own process (stderr piped); with `new_session`, in its own
+        process group, so a test can kill it with every child (ansible) at once."""
+        bin_dir = Path(sys.executable).parent
+        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+        return subprocess.Popen(
+            [sys.executable, "-m", "fleetmend", *self.argv(*args)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+            text=True, env=env, start_new_session=new_session,
+        )  # fmt: skip
+
+    def db(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.state / "state.db")

@@ -10,12 +10,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,7 +22,7 @@ from fleetmend.cli.app import app
 from fleetmend.fleet import Fleet
 from fleetmend.lab import Fault, Lab
 from fleetmend.lab.faults import FaultOptions
-from tests.integration.lab_helpers import os_release, require_root
+from tests.integration.lab_helpers import CliLab, os_release, require_root
 
 NET = "127.77.202."
 HOSTS = ("r1", "r2", "r3")
@@ -70,37 +66,10 @@ def write_inputs(root: Path) -> tuple[Path, Path]:
     return images, path
 
 
-@dataclass
-class ActLab:
-    lab: Lab
-    images: Path
-    state: Path
-
-    def argv(self, *args: str) -> list[str]:
-        return [
-            "--images", str(self.images), "-i", str(self.lab.inventory_path),
-            "--state-dir", str(self.state), *args,
-        ]  # fmt: skip
-
-    def cli(self, *args: str) -> tuple[int, str, str]:
-        result = CliRunner().invoke(app, self.argv(*args))
-        return result.exit_code, result.stdout, result.stderr
-
-    def spawn(self, *args: str) -> subprocess.Popen[str]:
-        bin_dir = Path(sys.executable).parent
-        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-        return subprocess.Popen(
-            [sys.executable, "-m", "fleetmend", *self.argv(*args)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-            text=True, env=env,
-        )  # fmt: skip
-
+class ActLab(CliLab):
     def verdict(self, host: str) -> str:
         _, out, _ = self.cli("check", host, "--format", "json", "--timeout", "2")
         return str(json.loads(out)["hosts"][0]["verdict"])
-
-    def db(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.state / "state.db")
 
 
 @pytest.fixture(scope="module")

@@ -12,21 +12,17 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from fleetmend.cli.app import app
 from fleetmend.fleet import Fleet
 from fleetmend.lab import Fault, Lab
-from tests.integration.lab_helpers import require_root, run
+from tests.integration.lab_helpers import CliLab, require_root, run
 
 REPO = Path(__file__).resolve().parents[2]
 NET = "127.77.204."
@@ -41,32 +37,8 @@ SEED = {
 
 
 @dataclass
-class DrillLab:
-    lab: Lab
-    state: Path
+class DrillLab(CliLab):
     root: Path
-
-    def argv(self, *args: str) -> list[str]:
-        return [
-            "--images", str(REPO / "images"), "-i", str(self.lab.inventory_path),
-            "--state-dir", str(self.state), *args,
-        ]  # fmt: skip
-
-    def cli(self, *args: str) -> tuple[int, str, str]:
-        result = CliRunner().invoke(app, self.argv(*args))
-        return result.exit_code, result.stdout, result.stderr
-
-    def spawn(self, *args: str) -> subprocess.Popen[str]:
-        bin_dir = Path(sys.executable).parent
-        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-        return subprocess.Popen(
-            [sys.executable, "-m", "fleetmend", *self.argv(*args)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-            text=True, env=env, start_new_session=True,
-        )  # fmt: skip
-
-    def db(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.state / "state.db")
 
     def verdicts(self) -> dict[str, str]:
         _, out, _ = self.cli("check", *SCOPE, "--format", "json", "--timeout", "2")
@@ -90,7 +62,7 @@ def dl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DrillLab]:
         lab.up_fleet(Fleet.load(REPO / "images", inventory))
         for host in SCOPE:
             run(lab, host, SEED[host.split("-")[0]])
-        d = DrillLab(lab, root / "state", root)
+        d = DrillLab(lab, REPO / "images", root / "state", root)
         # the drill's precondition: a healthy fleet; heal converges the fresh lab to it
         code, _, err = d.cli("heal", *SCOPE, "--yes", "--max-parallel", "5")
         assert code == 0, err
@@ -214,7 +186,7 @@ def test_7_watch_repairs_goes_quiet_and_resumes_after_a_kill(dl: DrillLab) -> No
     args = ("heal", *SCOPE, "--watch", "2", "--yes", "--timeout", "2",
             "--max-repairs-per-hour", "100", "--metrics-file", str(metrics))  # fmt: skip
     before = len(_heal_runs(dl))
-    controller = dl.spawn(*args)
+    controller = dl.spawn(*args, new_session=True)
     try:
         first = "fleetmend_heal_ticks_total 1"
         _wait("the first tick", 60, lambda: metrics.exists() and first in metrics.read_text())
@@ -241,7 +213,7 @@ def test_7_watch_repairs_goes_quiet_and_resumes_after_a_kill(dl: DrillLab) -> No
         (run_id, status), *_ = _heal_runs(dl)[before:]
         assert status == "running"  # left in the journal, unfinished
         # a new controller resumes that run before anything else, then goes quiet
-        controller = dl.spawn(*args)
+        controller = dl.spawn(*args, new_session=True)
         _wait("the run to be resumed and finished", 120,
               lambda: dict(_heal_runs(dl)).get(run_id) == "done")  # fmt: skip
         attempts = (

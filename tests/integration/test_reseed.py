@@ -7,7 +7,6 @@ import shlex
 import struct
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from fleetmend.reseed.helpers import RECEIVER
 from fleetmend.reseed.transfer import ReseedError, content_digest, manifest, reseed_volume
 from fleetmend.transport.ssh import Connection, KnownHosts, Timeouts, Unreachable
 from fleetmend.transport.target import target_for
-from tests.integration.lab_helpers import os_release, require_root, run
+from tests.integration.lab_helpers import CliLab, os_release, require_root, run
 
 NET = "127.77.203."
 HOSTS = ("a", "b", "c", "d")
@@ -75,12 +74,7 @@ SEED = (
 """The same data on every host that runs it: what replication would have made."""
 
 
-@dataclass
-class ReseedLab:
-    lab: Lab
-    images: Path
-    state: Path
-
+class ReseedLab(CliLab):
     @property
     def fleet(self) -> Fleet:
         return Fleet.load(self.images, self.lab.inventory_path)
@@ -93,14 +87,6 @@ class ReseedLab:
     def digest(self, host: str) -> str:
         with self.conn(host) as c:
             return content_digest(manifest(c, DATA, ["tmp/"]))
-
-    def cli(self, *args: str) -> tuple[int, str, str]:
-        result = CliRunner().invoke(
-            app,
-            ["--images", str(self.images), "-i", str(self.lab.inventory_path),
-             "--state-dir", str(self.state), *args],
-        )  # fmt: skip
-        return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.fixture(scope="module")
