@@ -11,6 +11,7 @@ journaled, locked run. Hosts held for a person are refused, not repaired.
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 import time
 from collections.abc import Callable
 from contextlib import closing
@@ -129,9 +130,8 @@ def _with_scrub(fleet: Fleet, report: CheckReport, check: CheckOptions) -> Check
     return report.model_copy(update={"hosts": hosts})
 
 
-def _host_ok(run_id: str, host: str, db_dir: Path) -> tuple[bool, str]:
-    with closing(statedb.connect(db_dir)) as db:
-        steps = [s for s in Journal(db).steps(run_id) if s.host == host]
+def _host_ok(db: sqlite3.Connection, run_id: str, host: str) -> tuple[bool, str]:
+    steps = [s for s in Journal(db).steps(run_id) if s.host == host]
     failed = [s for s in steps if s.status not in (StepStatus.DONE, StepStatus.SKIPPED)]
     if not failed:
         return True, steps[-1].detail if steps else ""
@@ -279,7 +279,7 @@ def _act(
     execute(run.id, ctx)
     with closing(statedb.connect(check.state_dir)) as db:
         for action in plan.actions:
-            ok, detail = _host_ok(run.id, action.host, check.state_dir)
+            ok, detail = _host_ok(db, run.id, action.host)
             rung = rungs[action.host]
             ladders[action.host].record(rung, ok, detail)
             outcome = record.Outcome.OK if ok else record.Outcome.FAILED
@@ -347,7 +347,7 @@ def resume_interrupted(fleet: Fleet, check: CheckOptions, hooks: Hooks | None = 
             for host, rung in rungs.items():
                 if rung == Rung.RETRY_PROBE.value:
                     continue
-                ok, detail = _host_ok(run_id, host, check.state_dir)
+                ok, detail = _host_ok(db, run_id, host)
                 outcome = record.Outcome.OK if ok else record.Outcome.FAILED
                 record.add(db, host, rung, outcome, run_id, f"resumed: {detail}")
     return resumed

@@ -154,12 +154,26 @@ class Controller:
         self.on_error = on_error
         self.state = State()
         self.stop = threading.Event()
-        self.exporter = _Exporter(options.metrics_port) if options.metrics_port else None
+        self.exporter = None
+        if options.metrics_port:
+            try:
+                self.exporter = _Exporter(options.metrics_port)
+            except OSError as exc:
+                raise FleetmendError(
+                    f"cannot serve metrics on 127.0.0.1:{options.metrics_port}: {exc.strerror}",
+                    "pick a free port with --metrics-port",
+                ) from None
 
     def publish(self) -> None:
         text = metrics(self.state, time.time())
         if self.options.metrics_file is not None:
-            write_atomic(self.options.metrics_file, text)
+            try:
+                write_atomic(self.options.metrics_file, text)
+            except OSError as exc:
+                raise FleetmendError(
+                    f"cannot write the metrics file {self.options.metrics_file}: {exc.strerror}",
+                    "give --metrics-file a path this user may write",
+                ) from None
         if self.exporter is not None:
             self.exporter.text = text
 
