@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -17,9 +20,11 @@ from fleetmend.cli.app import app
 from fleetmend.fleet import Fleet
 from fleetmend.lab import Fault, Lab
 from fleetmend.lab.faults import FaultOptions
+from fleetmend.reseed import transfer
+from fleetmend.reseed.exchange import exchange_openssh
 from fleetmend.reseed.helpers import RECEIVER
 from fleetmend.reseed.transfer import ReseedError, content_digest, manifest, reseed_volume
-from fleetmend.transport.ssh import Connection, KnownHosts, Timeouts, Unreachable
+from fleetmend.transport.ssh import Connection, KnownHosts, Result, Timeouts, Unreachable
 from fleetmend.transport.target import target_for
 from tests.integration.lab_helpers import CliLab, os_release, require_root, run
 
@@ -129,6 +134,40 @@ def test_2_delta_sends_only_what_differs(rl: ReseedLab) -> None:
     assert rl.digest("d") == rl.digest("a")
 
 
+def test_2b_a_change_over_the_budget_comes_over_openssh(
+    rl: ReseedLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host holding data gets the small files while both hosts hash; the
+    file over the budget follows over two OpenSSH clients, listed up front."""
+    big = "import random; open('objects/big2', 'wb').write(random.Random(2).randbytes(40 << 20))"
+    run(rl.lab, "a", f"cd {DATA} && python3 -c {shlex.quote(big)}")
+    run(rl.lab, "d", f"echo damaged > {DATA}/objects/o7")
+    plans: list[dict[str, object]] = []
+
+    def spy(
+        src: list[str], dst: list[str], plan: dict[str, Any], asks: list[dict[str, Any]]
+    ) -> tuple[dict[str, Any], Result]:
+        plans.append(plan)
+        return exchange_openssh(src, dst, plan, asks)
+
+    monkeypatch.setattr(transfer, "exchange_openssh", spy)
+    volume = rl.fleet.catalog.resolve("store").volumes["data"]
+    try:
+        with rl.conn("a") as source, rl.conn("d") as target:
+            result = reseed_volume("data", volume, source, target)
+        assert rl.digest("d") == rl.digest("a")
+        assert [p["send"] for p in plans] == [["objects/big2"]]
+        assert result.sent == 2 and result.bytes == (40 << 20) + 7 * 3000  # big2 and o7
+        # the replaced data is removed once the swap is done, staging with it
+        deadline = time.monotonic() + 10
+        while run(rl.lab, "d", "ls -a /srv | grep -c fleetmend || true").strip() != "0":
+            assert time.monotonic() < deadline, "staging or replaced data left behind"
+            time.sleep(0.2)
+    finally:
+        for host in ("a", "d"):
+            run(rl.lab, host, f"rm -f {DATA}/objects/big2")
+
+
 def test_3_a_byte_corrupted_in_transit_is_never_swapped_in(rl: ReseedLab) -> None:
     run(rl.lab, "d", f"echo damaged > {DATA}/objects/o9")
     before = rl.digest("d")
@@ -172,21 +211,34 @@ def test_4_a_copy_disagreeing_with_the_majority_is_never_the_source(rl: ReseedLa
         run(rl.lab, "b", f"echo 5 > {DATA}/POSITION")
 
 
+RECEIVE = " ".join(["python3", "-c", shlex.quote(RECEIVER), DATA, "/srv/.data.fleetmend-staging"])
+"""The target's receiver, run by hand: what a malicious peer's stream would reach."""
+
+
+def _frame(head: dict[str, object], body: bytes = b"") -> bytes:
+    raw = json.dumps(head).encode()
+    return struct.pack(">I", len(raw)) + raw + body
+
+
 def _receive(
-    rl: ReseedLab, plan: dict[str, object], frames: list[tuple[str, bytes]]
+    rl: ReseedLab,
+    plan: dict[str, object],
+    frames: list[tuple[str, bytes]],
+    entries: list[dict[str, object]] | None = None,
 ) -> dict[str, object]:
-    """Feed the target's receiver a crafted manifest and stream, as a malicious peer would."""
+    """Feed the target's receiver a crafted manifest and stream, as a malicious peer would.
+
+    With `entries`, the manifest comes in the stream (as a source that hashes
+    while it sends streams it), not in the plan.
+    """
     stream = (json.dumps(plan) + "\n").encode()
+    if entries is not None:
+        stream += _frame({"entries": entries}) + _frame({"manifest_end": True})
     for path, body in frames:
-        head = json.dumps({"path": path, "size": len(body)}).encode()
-        stream += struct.pack(">I", len(head)) + head + body
-    end = json.dumps({"end": True}).encode()
-    stream += struct.pack(">I", len(end)) + end
+        stream += _frame({"path": path, "size": len(body)}, body)
+    stream += _frame({"end": True})
     with rl.conn("d") as target:
-        command = " ".join(
-            ["python3", "-c", shlex.quote(RECEIVER), DATA, "/srv/.data.fleetmend-staging"]
-        )
-        result = target.run(command, stdin=stream.decode("latin-1"))
+        result = target.run(RECEIVE, stdin=stream)
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
@@ -265,14 +317,53 @@ def _receive(
         ),
     ],
 )
+@pytest.mark.parametrize("streamed", [False, True], ids=["listed", "streamed"])
 def test_5_a_malicious_peer_is_refused_and_nothing_is_touched(
-    rl: ReseedLab, entry: dict[str, object], frames: list[tuple[str, bytes]], message: str
+    rl: ReseedLab,
+    entry: dict[str, object],
+    frames: list[tuple[str, bytes]],
+    message: str,
+    streamed: bool,
 ) -> None:
     before = rl.digest("d")
-    outcome = _receive(rl, {"manifest": [entry], "send": [entry["p"]]}, frames)
+    if streamed:  # the manifest arrives as the source hashes, the receiver asks
+        outcome = _receive(rl, {"manifest": None, "budget": None}, frames, [entry])
+    else:  # the manifest and what will be sent are in the plan
+        outcome = _receive(rl, {"manifest": [entry], "send": [entry["p"]]}, frames)
     assert outcome["ok"] is False and message in str(outcome["error"])
     assert rl.digest("d") == before
     assert run(rl.lab, "d", "ls /etc/evil /srv/evil 2>/dev/null | wc -l").strip() == "0"
+
+
+def test_5b_a_stream_that_breaks_the_protocol_is_refused(rl: ReseedLab) -> None:
+    """A source that sends what nobody asked for, a file twice, a second manifest,
+    or stops before its manifest ends: refused, live data untouched."""
+    before = rl.digest("d")
+    body = b"abc"
+    entry = {
+        "p": "n",
+        "t": "f",
+        "s": len(body),
+        "h": hashlib.sha256(body).hexdigest(),
+        "m": 420,
+        "u": "root",
+        "g": "root",
+        "mt": 0,
+    }
+    plan = (json.dumps({"manifest": None, "budget": None}) + "\n").encode()
+    listing = _frame({"entries": [entry]}) + _frame({"manifest_end": True})
+    cases = {
+        "nobody asked": listing + _frame({"path": "zzz", "size": 3}, b"zzz"),
+        "second manifest": listing + _frame({"entries": [entry]}),
+        "sent a file nobody asked for: 'n'": listing + 2 * _frame({"path": "n", "size": 3}, body),
+        "ended early": _frame({"entries": [entry]}),
+    }
+    with rl.conn("d") as target:
+        for message, stream in cases.items():
+            result = target.run(RECEIVE, stdin=plan + stream)
+            outcome = json.loads(result.stdout.strip().splitlines()[-1])
+            assert outcome["ok"] is False and message in outcome["error"], (message, outcome)
+    assert rl.digest("d") == before
 
 
 def test_6_no_safe_source_says_why_for_each(rl: ReseedLab) -> None:

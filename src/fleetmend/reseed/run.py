@@ -11,9 +11,9 @@ from fleetmend.check import CheckOptions, run_check
 from fleetmend.drift import Verdict
 from fleetmend.fleet import Fleet
 from fleetmend.inventory import Host
+from fleetmend.reseed.exchange import Manifest
 from fleetmend.reseed.sources import Candidate, choose
 from fleetmend.reseed.transfer import (
-    Manifest,
     ReseedError,
     VolumeResult,
     content_digest,

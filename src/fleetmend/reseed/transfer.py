@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shlex
-import subprocess
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -23,10 +20,16 @@ from typing import Any
 
 from fleetmend.errors import FleetmendError
 from fleetmend.images import VolumeSpec
+from fleetmend.reseed.exchange import (
+    Manifest,
+    Tamper,
+    exchange_openssh,
+    exchange_paramiko,
+    messages,
+    relay,
+)
 from fleetmend.reseed.helpers import MANIFEST, RECEIVER, SENDER, SWAP
-from fleetmend.transport.ssh import Connection, Result, Stream
-
-Manifest = list[dict[str, Any]]
+from fleetmend.transport.ssh import Connection
 
 
 class ReseedError(FleetmendError):
@@ -55,9 +58,10 @@ def staging_path(volume: VolumeSpec) -> str:
 # there on a server, and starts without a version manager's shims in front of it.
 PYTHON = '"$(command -v /usr/bin/python3 || command -v python3)"'
 
-# Below this many bytes to send, the open paramiko channels carry the data: starting
-# two OpenSSH clients (a key exchange each) costs more than paramiko's slower relay.
-BULK_BYTES = 64 << 20
+# Up to this many bytes ride the open paramiko channels while both hosts hash; the
+# rest (a wiped host, a big change) comes afterwards over two OpenSSH clients, whose
+# start (a key exchange each) costs more than paramiko's slower relay of a little.
+BUDGET = 32 << 20
 
 
 def _python(script: str, *args: str) -> str:
@@ -103,61 +107,6 @@ def _position(conn: Connection, volume: VolumeSpec) -> str | None:
     return text if result.exit_code == 0 and text else None
 
 
-def _openssh_pair(
-    source: Connection, target: Connection, send_cmd: str, receive_cmd: str
-) -> tuple[list[str], list[str]] | None:
-    src, dst = source.openssh_argv(send_cmd), target.openssh_argv(receive_cmd)
-    return (src, dst) if src and dst else None
-
-
-def _relay_openssh(
-    src_argv: list[str], dst_argv: list[str], plan: bytes, request: bytes
-) -> tuple[Result, Result]:
-    """The bulk path: two OpenSSH clients joined by a pipe on this machine.
-
-    The target's receiver first reads the plan, then the source's stream; the
-    hosts still never talk to each other.
-    """
-    read_fd, write_fd = os.pipe()
-    receiver = subprocess.Popen(
-        dst_argv, stdin=read_fd, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    os.close(read_fd)
-    with os.fdopen(write_fd, "wb", buffering=0) as pipe:
-        pipe.write(plan)
-        sender = subprocess.Popen(
-            src_argv, stdin=subprocess.PIPE, stdout=pipe, stderr=subprocess.PIPE
-        )
-        _, s_err = sender.communicate(request)
-    r_out, r_err = receiver.communicate()
-    return (
-        Result("", s_err.decode(errors="replace"), sender.returncode, 0.0),  # stdout: the pipe
-        Result(
-            r_out.decode(errors="replace"), r_err.decode(errors="replace"), receiver.returncode, 0.0
-        ),
-    )
-
-
-def _relay(
-    source: Stream,
-    target: Stream,
-    max_rate: float | None,
-    tamper: Callable[[bytes], bytes] | None = None,
-) -> int:
-    """Copy source's stdout to target's stdin, at most `max_rate` bytes a second."""
-    start, total = time.monotonic(), 0
-    while True:
-        chunk = source.recv(1 << 20 if max_rate is None else max(4096, int(max_rate / 20)))
-        if not chunk:
-            return total
-        target.send(tamper(chunk) if tamper else chunk)
-        total += len(chunk)
-        if max_rate:
-            ahead = total / max_rate - (time.monotonic() - start)
-            if ahead > 0:
-                time.sleep(ahead)
-
-
 def _reseed_command(
     name: str, volume: VolumeSpec, source: Connection, target: Connection, max_rate: float | None
 ) -> VolumeResult:
@@ -187,7 +136,7 @@ def _reseed_command(
         f"cd {shlex.quote(volume.path)} && sh -c {shlex.quote(volume.reseed.dump)}"
     )
     dump.close_input()
-    moved = _relay(dump, restore, max_rate)
+    moved = relay(dump, restore, max_rate)
     dumped = dump.finish()
     restore.close_input()
     restored = restore.finish()
@@ -230,13 +179,18 @@ def reseed_volume(
     target: Connection,
     *,
     max_rate: float | None = None,
-    tamper: Callable[[bytes], bytes] | None = None,
+    tamper: Tamper | None = None,
     source_manifest: Manifest | None = None,
 ) -> VolumeResult:
     """Copy `volume` from `source` to `target`, verified, swapped in atomically.
 
-    `source_manifest`, when the caller already read it (choosing the source by
-    majority), is not read again: the receiver still checks every byte against it.
+    Both hosts work at once: the source hashes its files and streams the
+    manifest as it goes (or only serves, when the caller already read
+    `source_manifest` choosing the source by majority); the target hashes its
+    own copy meanwhile, links each file that matches, and asks for the rest,
+    which the source sends while it is still hashing. A wiped target gets
+    everything over OpenSSH from the start; on a target that holds data, what
+    is over BUDGET comes afterwards over OpenSSH.
     `max_rate` (bytes per second) bounds what the re-seed takes from its source.
     `tamper` alters the stream on its way (fault injection for drills and tests:
     a corrupted transfer must be caught before the swap).
@@ -244,74 +198,80 @@ def reseed_volume(
     if volume.reseed.strategy == "command":
         return _reseed_command(name, volume, source, target, max_rate)
     start = time.monotonic()
-    # the three manifests are read at once: each host hashes its own data
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        wanted_f = pool.submit(
-            lambda: source_manifest or manifest(source, volume.path, volume.exclude)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        source_position = pool.submit(_position, source, volume)
+        _run_hook(target, volume, volume.hooks.before_reseed, "before_reseed")
+        receive = _python(RECEIVER, volume.path, staging_path(volume))
+        send = _sender(volume, "serve" if source_manifest is not None else "manifest")
+        fast = None
+        if not (max_rate or tamper):
+            src_argv, dst_argv = source.openssh_argv(send), target.openssh_argv(receive)
+            fast = (src_argv, dst_argv) if src_argv and dst_argv else None
+        # both start at once; the receiver says first whether the target holds any data
+        sender, receiver = source.stream(send), target.stream(receive)
+        said = messages(receiver)
+        wiped = next(said, {}).get("live") == "empty"
+        entries: Manifest | None = None
+        plan: dict[str, Any]
+        if fast is not None and wiped:  # everything must be sent: the faster pipe from the start
+            receiver.close_input()  # it leaves without a plan, having changed nothing
+            sender.channel.close()
+            receiver.finish()
+            plan = {"manifest": source_manifest, "budget": None}
+            outcome, sent = exchange_openssh(*fast, plan, [])
+            totals = dict(outcome)
+        else:
+            plan = {"manifest": source_manifest, "budget": BUDGET if fast else None}
+            outcome, entries, sent = exchange_paramiko(
+                sender, receiver, said, plan, max_rate, tamper
+            )
+            totals = dict(outcome)
+            if outcome.get("defer") and fast is not None:
+                # the rest is large: over OpenSSH, the receiver told up front what comes
+                wanted = source_manifest if source_manifest is not None else entries
+                if wanted is None:
+                    raise ReseedError(f"{source.target.name}: its manifest could not be followed")
+                plan = {"manifest": wanted, "send": outcome["defer"], "staged": outcome["staged"]}
+                serve = (_sender_argv(source, volume), fast[1])
+                asks = [{"want": outcome["defer"]}, {"done": True}]
+                outcome, sent = exchange_openssh(*serve, plan, asks)
+                for key in ("received", "bytes"):
+                    totals[key] = int(totals[key]) + int(outcome.get(key, 0))
+        if not outcome.get("ok"):
+            raise ReseedError(
+                f"re-seed of {target.target.name}:{volume.path} from {source.target.name} "
+                f"stopped, live data untouched: {outcome.get('error')}"
+                + (f" (source: {sent.stderr.strip()[-200:]})" if sent.exit_code else "")
+            )
+        _run_hook(target, volume, volume.hooks.after_reseed, "after_reseed")
+        position = _position(target, volume)
+        if volume.position is not None and position is None:
+            raise ReseedError(
+                f"{target.target.name}: {name}'s position command fails after the re-seed"
+            )
+        files = source_manifest if source_manifest is not None else entries
+        return VolumeResult(
+            volume=name,
+            source=source.target.name,
+            files=int(totals.get("files", 0)) if files is None else _count_files(files),
+            sent=int(totals["received"]),
+            bytes=int(totals["bytes"]),
+            copied_locally=int(totals["copied"]),
+            kept_from_staging=int(totals["kept"]),
+            seconds=time.monotonic() - start,
+            position=position or source_position.result(),
         )
-        live_f = pool.submit(manifest, target, volume.path, volume.exclude)
-        staged_f = pool.submit(manifest, target, staging_path(volume), [])
-        wanted = wanted_f.result()
-        live_entries, staged_entries = live_f.result(), staged_f.result()
-    odd = [e["p"] for e in wanted if e["t"] == "x"]
-    if odd:
-        raise ReseedError(
-            f"{source.target.name}:{volume.path} holds device files, fifos or sockets "
-            f"({', '.join(odd[:3])}): refusing to copy them"
-        )
-    source_position = _position(source, volume)
-    live = {e["p"]: e.get("h") for e in live_entries if e["t"] == "f"}
-    staged = {e["p"]: e.get("h") for e in staged_entries if e["t"] == "f"}
-    # what the target's files were when hashed: the receiver re-reads only those changed since
-    known = {e["p"]: [e["s"], e["mt"], e["h"]] for e in live_entries if e["t"] == "f"}
-    send = [
-        e["p"]
-        for e in wanted
-        if e["t"] == "f" and live.get(e["p"]) != e["h"] and staged.get(e["p"]) != e["h"]
-    ]
-    _run_hook(target, volume, volume.hooks.before_reseed, "before_reseed")
-    receive = _python(RECEIVER, volume.path, staging_path(volume))
-    plan = (json.dumps({"manifest": wanted, "send": send, "known": known}) + "\n").encode()
-    send_cmd = f"cd {shlex.quote(volume.path)} && {_python(SENDER)}"
-    size = {e["p"]: e["s"] for e in wanted if e["t"] == "f"}
-    bulk = sum(size[p] for p in send) >= BULK_BYTES and not (max_rate or tamper)
-    fast = _openssh_pair(source, target, send_cmd, receive) if bulk else None
-    if fast is not None:
-        sent, received = _relay_openssh(*fast, plan, (json.dumps(send) + "\n").encode())
-    else:
-        receiver = target.stream(receive)
-        receiver.send(plan)
-        sender = source.stream(send_cmd)
-        sender.send((json.dumps(send) + "\n").encode())
-        sender.close_input()
-        _relay(sender, receiver, max_rate, tamper)
-        sent = sender.finish()
-        receiver.close_input()
-        received = receiver.finish()
-    try:
-        outcome = json.loads(received.stdout.strip().splitlines()[-1])
-    except (json.JSONDecodeError, IndexError):
-        outcome = {"ok": False, "error": received.stderr.strip()[-300:] or "no answer"}
-    if not outcome.get("ok"):
-        raise ReseedError(
-            f"re-seed of {target.target.name}:{volume.path} from {source.target.name} stopped, "
-            f"live data untouched: {outcome.get('error')}"
-            + (f" (source: {sent.stderr.strip()[-200:]})" if sent.exit_code else "")
-        )
-    _run_hook(target, volume, volume.hooks.after_reseed, "after_reseed")
-    position = _position(target, volume)
-    if volume.position is not None and position is None:
-        raise ReseedError(
-            f"{target.target.name}: {name}'s position command fails after the re-seed"
-        )
-    return VolumeResult(
-        volume=name,
-        source=source.target.name,
-        files=sum(1 for e in wanted if e["t"] == "f"),
-        sent=int(outcome["received"]),
-        bytes=int(outcome["bytes"]),
-        copied_locally=int(outcome["copied"]),
-        kept_from_staging=int(outcome["kept"]),
-        seconds=time.monotonic() - start,
-        position=position or source_position,
-    )
+
+
+def _count_files(entries: Manifest) -> int:
+    return sum(1 for e in entries if e["t"] == "f")
+
+
+def _sender(volume: VolumeSpec, mode: str) -> str:
+    return f"cd {shlex.quote(volume.path)} && {_python(SENDER, json.dumps(volume.exclude), mode)}"
+
+
+def _sender_argv(source: Connection, volume: VolumeSpec) -> list[str]:
+    argv = source.openssh_argv(_sender(volume, "serve"))
+    assert argv is not None  # the same client started the first part
+    return argv

@@ -14,6 +14,7 @@ import shlex
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -291,7 +292,7 @@ class Connection:
         raise Unreachable(t.name, Reason.AUTH, f"{t.user}@{t.address} refused our keys; {what}")
 
     def run(
-        self, command: str, *, stdin: str | None = None, timeout: float | None = None
+        self, command: str, *, stdin: str | bytes | None = None, timeout: float | None = None
     ) -> Result:
         """Run `command` on the host, feeding `stdin`; raise `Unreachable` on a timeout."""
         limit = timeout or self.timeouts.command
@@ -308,7 +309,7 @@ class Connection:
             try:
                 channel.exec_command(command)
                 if stdin is not None:
-                    channel.sendall(stdin.encode())
+                    channel.sendall(stdin if isinstance(stdin, bytes) else stdin.encode())
                 channel.shutdown_write()
                 stdout = _read_all(channel, start + limit, stderr=False)
                 stderr = _read_all(channel, start + limit, stderr=True)
@@ -392,9 +393,20 @@ class Stream:
         self.channel = channel
         self.host = host
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes, *, given_up: Callable[[], bool] | None = None) -> None:
+        """Send all of `data`. With `given_up`, a host slow to take more (busy,
+        not gone) is waited for past the channel's timeout until it returns true."""
+        done = 0
         try:
-            self.channel.sendall(data)
+            while done < len(data):
+                try:
+                    sent = self.channel.send(data[done : done + (1 << 16)])
+                    if not sent:
+                        raise EOFError("the remote end closed its input")
+                    done += sent
+                except TimeoutError:
+                    if given_up is None or given_up():
+                        raise Unreachable(self.host, Reason.TIMEOUT, "stream stalled") from None
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise Unreachable(self.host, Reason.ERROR, f"stream broke: {exc}") from None
 
