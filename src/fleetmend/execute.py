@@ -224,7 +224,9 @@ def _reseed(host: Host, ctx: Context, run_id: str, seq: int) -> StepResult:
         return "no data volumes", False
     return "; ".join(
         f"{r.volume} from {r.source}: {r.sent} of {r.files} files sent ({r.bytes} bytes), "
-        f"{r.copied_locally} kept locally, position {r.position}, {r.seconds:.1f}s"
+        f"{r.copied_locally} kept locally"
+        + (f", {r.kept_from_staging} resumed from staging" if r.kept_from_staging else "")
+        + f", position {r.position}, {r.seconds:.1f}s"
         for r in results
     ), False
 

@@ -380,7 +380,7 @@ def receive(head):
         if not n: fail("stream from the source ended inside %r" % rel)
         chunk = view[:n]; h.update(chunk)
         while chunk: chunk = chunk[os.write(fd, chunk):]
-        left -= n
+        left -= n; tick()
     libc.sync_file_range(fd, ctypes.c_longlong(0), ctypes.c_longlong(0), 2)  # start writing it out now
     os.close(fd)
     if h.hexdigest() != e["h"]:
@@ -443,7 +443,7 @@ def ids(e):
         id_cache[key] = (u, g)
     return id_cache[key]
 for rel, e in sorted(by_path.items(), key=lambda kv: -kv[0].count("/")):
-    p = os.path.join(staging, rel)
+    p = os.path.join(staging, rel); tick()
     if e["t"] == "l":
         if os.path.isdir(p) and not os.path.islink(p): fail("the source lists %r as a link and as a directory" % rel)
         if os.path.lexists(p): os.unlink(p)
@@ -456,7 +456,9 @@ for rel, e in sorted(by_path.items(), key=lambda kv: -kv[0].count("/")):
     if stat.S_IMODE(st.st_mode) != e["m"]: os.chmod(p, e["m"])
     if e["t"] == "f" and st.st_mtime_ns != e["mt"]: os.utime(p, ns=(e["mt"], e["mt"]), follow_symlinks=False)
 fs = os.open(staging, os.O_RDONLY)  # every staged file and directory on disk before the swap
-if libc.syncfs(fs) != 0: os.sync()
+flush = threading.Thread(target=lambda: libc.syncfs(fs) == 0 or os.sync())
+flush.start()
+while flush.is_alive(): flush.join(1); tick()  # a long writeback is not a hang
 os.close(fs)
 if os.path.isdir(live):
     st = os.stat(live); os.chown(staging, st.st_uid, st.st_gid); os.chmod(staging, stat.S_IMODE(st.st_mode))
