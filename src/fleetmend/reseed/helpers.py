@@ -425,6 +425,7 @@ while True:
 if not manifest_done: fail("stream from the source ended before its manifest did")
 missing = sorted(expect - set(verified))
 if missing: fail("the source did not send %r" % missing[0])
+count["files"] = sum(1 for e in by_path.values() if e["t"] == "f")
 if deferred:
     say(dict(count, ok=False, defer=deferred, staged=verified)); sys.exit(0)
 if not fresh:  # what an earlier attempt left in staging and the manifest does not list

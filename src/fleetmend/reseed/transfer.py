@@ -249,11 +249,10 @@ def reseed_volume(
             raise ReseedError(
                 f"{target.target.name}: {name}'s position command fails after the re-seed"
             )
-        files = source_manifest if source_manifest is not None else entries
         return VolumeResult(
             volume=name,
             source=source.target.name,
-            files=int(totals.get("files", 0)) if files is None else _count_files(files),
+            files=int(totals["files"]),
             sent=int(totals["received"]),
             bytes=int(totals["bytes"]),
             copied_locally=int(totals["copied"]),
@@ -261,10 +260,6 @@ def reseed_volume(
             seconds=time.monotonic() - start,
             position=position or source_position.result(),
         )
-
-
-def _count_files(entries: Manifest) -> int:
-    return sum(1 for e in entries if e["t"] == "f")
 
 
 def _sender(volume: VolumeSpec, mode: str) -> str:
