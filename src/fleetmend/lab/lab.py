@@ -30,7 +30,7 @@ from fleetmend.images import Image
 from fleetmend.lab import faults, procs
 from fleetmend.lab.faults import FaultError, FaultOptions
 from fleetmend.lab.preflight import require_lab_support
-from fleetmend.lab.sshfiles import keygen, public_key, write_client_files
+from fleetmend.lab.sshfiles import keygen, known_hosts_name, public_key, write_client_files
 from fleetmend.lab.state import (
     Fault,
     FaultRecord,
@@ -41,7 +41,7 @@ from fleetmend.lab.state import (
     read_record,
     write_record,
 )
-from fleetmend.transport.ssh import answers_ssh
+from fleetmend.transport.ssh import answers_ssh, record_host_key
 
 READY_TIMEOUT = 15.0
 """Seconds a started host has to answer with an SSH banner."""
@@ -378,6 +378,11 @@ class Lab:
         for sub in ("upper", "work", "root"):
             (hdir / sub).mkdir(parents=True, exist_ok=True)
         key = hdir / "ssh_host_ed25519_key"
+        if not key.exists():
+            # a new host key: one that a rebuild of an earlier lab pinned in fleetmend's
+            # own known_hosts (STATE/known_hosts) is stale now
+            name = known_hosts_name(host.address, host.port)
+            record_host_key(self.dir.parent / "known_hosts", name, None)
         host.host_key = public_key(key) if key.exists() else keygen(key, host.name)
         (hdir / "sshd_config").write_text(_sshd_config(host.address, host.port))
         self._make_volumes(host)

@@ -40,9 +40,12 @@ def public_key(path: Path) -> str:
     return f"{kind} {b64}"
 
 
+def known_hosts_name(address: str, port: int) -> str:
+    return address if port == 22 else f"[{address}]:{port}"
+
+
 def known_hosts_entry(address: str, port: int, public_line: str) -> str:
-    target = address if port == 22 else f"[{address}]:{port}"
-    return f"{target} {public_line}"
+    return f"{known_hosts_name(address, port)} {public_line}"
 
 
 def write_client_files(lab_dir: Path, record: LabRecord) -> None:

@@ -123,14 +123,18 @@ class KnownHosts:
             self.accepted.append((name, fingerprint(key)))
 
 
-def record_host_key(path: Path, name: str, key_line: str) -> None:
-    """Make `key_line` the only key known for `name` in `path` (a provider's new key)."""
+def record_host_key(path: Path, name: str, key_line: str | None) -> None:
+    """Make `key_line` the only key known for `name` in `path` (a provider's new key);
+    with None, forget every key recorded for `name`."""
     from fleetmend.fsutil import write_atomic
 
+    if key_line is None and not path.is_file():
+        return
     kept = []
     if path.is_file():
         kept = [line for line in path.read_text().splitlines() if line.split(" ", 1)[0] != name]
-    write_atomic(path, "\n".join([*kept, f"{name} {key_line}"]) + "\n")
+    new = [] if key_line is None else [f"{name} {key_line}"]
+    write_atomic(path, "".join(f"{line}\n" for line in [*kept, *new]))
 
 
 @dataclass(frozen=True)
