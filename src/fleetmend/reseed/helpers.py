@@ -21,7 +21,8 @@
 The stream from the sender is framed: a 4-byte big-endian length, a JSON header,
 and for files the bytes. Headers: {"entries": [...]}, {"manifest_end": true},
 {"path", "size"} + bytes, {"beat": 1} (idle), {"end": true}. The receiver
-writes JSON lines: {"want": [paths]}, {"done": true} (no more asks),
+writes JSON lines: first {"live": "data" | "empty"} (before it reads its plan, so
+fleetmend can choose the carrier), then {"want": [paths]}, {"done": true} (no more asks),
 {"progress": [files, bytes]}, and last its outcome: {"ok": true, ...},
 {"ok": false, "error": ...}, or {"ok": false, "defer": [...], ...} when the
 rest is bigger than its budget and should come over a faster pipe.
