@@ -22,7 +22,13 @@ from fleetmend.facts import Facts, ProbeError, parse_probe, probe_script
 from fleetmend.fleet import Fleet
 from fleetmend.inventory import Host, Inventory
 from fleetmend.render import DesiredState
-from fleetmend.transport.ssh import Connections, KnownHosts, Timeouts, Unreachable
+from fleetmend.transport.ssh import (
+    Connections,
+    KnownHosts,
+    Timeouts,
+    Unreachable,
+    own_known_hosts,
+)
 from fleetmend.transport.target import target_for
 from fleetmend.waivers import Waiver, apply_waivers
 
@@ -138,7 +144,7 @@ class CheckOptions:
 
     @property
     def own_known_hosts(self) -> Path:
-        return self.state_dir / "known_hosts"
+        return own_known_hosts(self.state_dir)
 
 
 def _volume_summary(facts: Facts) -> dict[str, dict[str, Any]]:

@@ -242,76 +242,21 @@ def _receive(
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
+def _entry(path: str, kind: str, **extra: object) -> dict[str, object]:
+    """A manifest entry as a source would send it, root-owned, mode 0644 unless said."""
+    return {"p": path, "t": kind, "m": 420, "u": "root", "g": "root", "mt": 0, **extra}
+
+
 @pytest.mark.parametrize(
     ("entry", "frames", "message"),
     [
-        (
-            {
-                "p": "../evil",
-                "t": "f",
-                "s": 1,
-                "h": "0",
-                "m": 420,
-                "u": "root",
-                "g": "root",
-                "mt": 0,
-            },
-            [],
-            "unsafe path",
-        ),
-        (
-            {
-                "p": "/etc/evil",
-                "t": "f",
-                "s": 1,
-                "h": "0",
-                "m": 420,
-                "u": "root",
-                "g": "root",
-                "mt": 0,
-            },
-            [],
-            "unsafe path",
-        ),
-        (
-            {
-                "p": "l",
-                "t": "l",
-                "l": "../../etc/shadow",
-                "m": 511,
-                "u": "root",
-                "g": "root",
-                "mt": 0,
-            },
-            [],
-            "link leaving",
-        ),
-        ({"p": "dev", "t": "x", "m": 420, "u": "root", "g": "root", "mt": 0}, [], "device"),
-        (
-            {
-                "p": "ok",
-                "t": "f",
-                "s": 3,
-                "h": "0" * 64,
-                "m": 420,
-                "u": "root",
-                "g": "root",
-                "mt": 0,
-            },
-            [("../../etc/evil", b"bad")],
-            "unsafe path",
-        ),
+        (_entry("../evil", "f", s=1, h="0"), [], "unsafe path"),
+        (_entry("/etc/evil", "f", s=1, h="0"), [], "unsafe path"),
+        (_entry("l", "l", l="../../etc/shadow", m=511), [], "link leaving"),
+        (_entry("dev", "x"), [], "device"),
+        (_entry("ok", "f", s=3, h="0" * 64), [("../../etc/evil", b"bad")], "unsafe path"),
         (  # a frame longer than the manifest says: never written, whatever its length
-            {
-                "p": "ok",
-                "t": "f",
-                "s": 3,
-                "h": "0" * 64,
-                "m": 420,
-                "u": "root",
-                "g": "root",
-                "mt": 0,
-            },
+            _entry("ok", "f", s=3, h="0" * 64),
             [("ok", b"x" * 4096)],
             "size changed",
         ),
@@ -340,16 +285,7 @@ def test_5b_a_stream_that_breaks_the_protocol_is_refused(rl: ReseedLab) -> None:
     or stops before its manifest ends: refused, live data untouched."""
     before = rl.digest("d")
     body = b"abc"
-    entry = {
-        "p": "n",
-        "t": "f",
-        "s": len(body),
-        "h": hashlib.sha256(body).hexdigest(),
-        "m": 420,
-        "u": "root",
-        "g": "root",
-        "mt": 0,
-    }
+    entry = _entry("n", "f", s=len(body), h=hashlib.sha256(body).hexdigest())
     plan = (json.dumps({"manifest": None, "budget": None}) + "\n").encode()
     listing = _frame({"entries": [entry]}) + _frame({"manifest_end": True})
     cases = {

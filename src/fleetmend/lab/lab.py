@@ -41,7 +41,7 @@ from fleetmend.lab.state import (
     read_record,
     write_record,
 )
-from fleetmend.transport.ssh import answers_ssh, record_host_key
+from fleetmend.transport.ssh import answers_ssh, own_known_hosts, record_host_key
 
 READY_TIMEOUT = 15.0
 """Seconds a started host has to answer with an SSH banner."""
@@ -380,9 +380,9 @@ class Lab:
         key = hdir / "ssh_host_ed25519_key"
         if not key.exists():
             # a new host key: one that a rebuild of an earlier lab pinned in fleetmend's
-            # own known_hosts (STATE/known_hosts) is stale now
+            # own known_hosts is stale now
             name = known_hosts_name(host.address, host.port)
-            record_host_key(self.dir.parent / "known_hosts", name, None)
+            record_host_key(own_known_hosts(self.dir.parent), name, None)
         host.host_key = public_key(key) if key.exists() else keygen(key, host.name)
         (hdir / "sshd_config").write_text(_sshd_config(host.address, host.port))
         self._make_volumes(host)

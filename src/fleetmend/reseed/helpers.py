@@ -32,7 +32,6 @@ from __future__ import annotations
 
 HASH = r"""
 import hashlib, mmap, os
-buf = bytearray(1 << 20); view = memoryview(buf)
 def tick(): pass  # a helper that must show life during long hashes replaces it
 def sha_fd(fd):
     # large files straight from the page cache (no copy), in slices so life shows
@@ -200,7 +199,7 @@ sys.excepthook = lambda kind, value, tb: fail("%s: %s" % (kind.__name__, value))
 try: fcntl.fcntl(0, 1031, 1 << 20)  # F_SETPIPE_SZ: fewer, larger reads
 except OSError: pass
 libc = ctypes.CDLL(None, use_errno=True)
-pending = bytearray()
+buf = bytearray(1 << 20); view = memoryview(buf); pending = bytearray()  # the stream's buffer
 def read_exact(n):
     global pending
     while len(pending) < n:
@@ -248,8 +247,6 @@ by_path, verified, deferred, asks = {}, {}, [], []
 live_root = os.path.realpath(live)
 count = {"copied": 0, "kept": 0, "received": 0, "bytes": 0}
 asked, progress_at, done_files, done_bytes = 0, time.monotonic(), 0, 0
-def placed(rel, p):
-    st = os.lstat(p); verified[rel] = [st.st_size, st.st_mtime_ns, st.st_ino]
 def tick():  # a line at least every second or so: fleetmend knows the receiver is alive
     global progress_at
     if time.monotonic() - progress_at > 1:
@@ -313,8 +310,9 @@ def keep_staged(rel, e, dst):
     try: st = os.lstat(dst)
     except FileNotFoundError: return False
     if stat.S_ISREG(st.st_mode) and st.st_size == e["s"]:
-        if trusted.get(rel) == [st.st_size, st.st_mtime_ns, st.st_ino] or sha(dst) == e["h"]:
-            placed(rel, dst); return True
+        seen = [st.st_size, st.st_mtime_ns, st.st_ino]
+        if trusted.get(rel) == seen or sha(dst) == e["h"]:
+            verified[rel] = seen; return True
     clear(dst); return False
 def link_live(rel, e, dst):
     # what the target already holds with the right hash is linked, not sent
@@ -387,7 +385,7 @@ def receive(head):
     if h.hexdigest() != e["h"]:
         os.unlink(part)
         fail("%r does not match the source's manifest (corrupted in transit or changed at the source)" % rel)
-    os.replace(part, dst); placed(rel, dst)
+    os.replace(part, dst); st = os.lstat(dst); verified[rel] = [st.st_size, st.st_mtime_ns, st.st_ino]
     count["received"] += 1; count["bytes"] += e["s"]; progress(e["s"])
 # first, whether the target holds any data (a wiped one is better served over a faster pipe)
 holds = os.path.isdir(live) and bool(os.listdir(live))

@@ -207,7 +207,9 @@ def reseed_volume(
         if not (max_rate or tamper):
             src_argv, dst_argv = source.openssh_argv(send), target.openssh_argv(receive)
             fast = (src_argv, dst_argv) if src_argv and dst_argv else None
-        # both start at once; the receiver says first whether the target holds any data
+        # both start at once; the receiver says first whether the target holds any data.
+        # On a wiped target this sender is dropped for OpenSSH ones (a moment of hashing
+        # lost); waiting for the receiver's word first would delay every delta instead.
         sender, receiver = source.stream(send), target.stream(receive)
         said = messages(receiver)
         wiped = next(said, {}).get("live") == "empty"

@@ -123,6 +123,11 @@ class KnownHosts:
             self.accepted.append((name, fingerprint(key)))
 
 
+def own_known_hosts(state_dir: Path) -> Path:
+    """fleetmend's own known_hosts: keys recorded from providers (rebuilds, the lab)."""
+    return state_dir / "known_hosts"
+
+
 def record_host_key(path: Path, name: str, key_line: str | None) -> None:
     """Make `key_line` the only key known for `name` in `path` (a provider's new key);
     with None, forget every key recorded for `name`."""
