@@ -127,7 +127,6 @@ import fcntl, json, queue, struct, sys, threading, time, traceback
 excludes, mode = json.loads(sys.argv[1]), sys.argv[2]
 try: fcntl.fcntl(1, 1031, 1 << 20)  # F_SETPIPE_SZ: fewer, larger writes into sshd
 except OSError: pass
-lock = threading.Lock()
 def write(b):
     while b: b = b[os.write(1, b):]
 def frame(head):
@@ -135,13 +134,13 @@ def frame(head):
     return struct.pack(">I", len(b)) + b
 def die():
     traceback.print_exc(); sys.stderr.flush(); os._exit(1)
-asks = queue.Queue()
+work = queue.Queue(256)  # the receiver's asks and the manifest's batches
 def read_asks():
     try:
         for line in sys.stdin.buffer:
-            msg = json.loads(line); asks.put(msg)
+            msg = json.loads(line); work.put(msg)
             if msg.get("done"): return
-        asks.put({"done": True})  # nobody can ask any more
+        work.put({"done": True})  # nobody can ask any more
     except BaseException: die()
 zero_copy = hasattr(os, "sendfile")
 def send(rel):
@@ -151,27 +150,34 @@ def send(rel):
     try: fd = os.open(rel, os.O_RDONLY | os.O_NOFOLLOW)
     except FileNotFoundError: sys.exit("file vanished at the source: " + rel)
     size = os.fstat(fd).st_size
-    with lock:
-        write(frame({"path": rel, "size": size}))
-        off = 0
-        while off < size:
-            if zero_copy:
-                try: n = os.sendfile(1, fd, off, min(size - off, 1 << 24))  # page cache to pipe, no copy
-                except OSError: zero_copy = False; continue
-            else:
-                b = os.pread(fd, min(size - off, 1 << 20), off); write(b); n = len(b)
-            if not n: sys.exit("file shrank while sending: " + rel)
-            off += n
+    write(frame({"path": rel, "size": size}))
+    off = 0
+    while off < size:
+        if zero_copy:
+            try: n = os.sendfile(1, fd, off, min(size - off, 1 << 24))  # page cache to pipe, no copy
+            except OSError: zero_copy = False; continue
+        else:
+            b = os.pread(fd, min(size - off, 1 << 20), off); write(b); n = len(b)
+        if not n: sys.exit("file shrank while sending: " + rel)
+        off += n
     os.close(fd)
 def serve():
+    # the only writer: manifest batches and asked-for files in the order they come, so
+    # the hashing never waits for a file to go out; it ends when no more asks can come
+    # and the walk is over (None)
     try:
-        while True:
-            try: msg = asks.get(timeout=2)
+        asking = walking = True
+        while asking or walking:
+            try: msg = work.get(timeout=2)
             except queue.Empty:
-                with lock: write(frame({"beat": 1}))  # idle, not gone
+                write(frame({"beat": 1}))  # idle, not gone
                 continue
-            if msg.get("done"): return
-            for rel in msg.get("want", ()): send(rel)
+            if msg is None: walking = False
+            elif isinstance(msg, bytes): write(msg)
+            elif msg.get("done"): asking = False
+            else:
+                for rel in msg.get("want", ()): send(rel)
+        write(frame({"end": True}))
     except BaseException: die()
 threading.Thread(target=read_asks, daemon=True).start()
 server = threading.Thread(target=serve); server.start()
@@ -181,11 +187,11 @@ try:
         for e in walk(".", excludes):
             batch.append(e); nbytes += e.get("s", 0)
             if nbytes >= 4 << 20 or len(batch) >= 100 or time.monotonic() - last > 0.1:
-                with lock: write(frame({"entries": batch}))
+                work.put(frame({"entries": batch}))
                 batch, nbytes, last = [], 0, time.monotonic()
-        with lock: write(frame({"entries": batch}) + frame({"manifest_end": True}))
+        work.put(frame({"entries": batch}) + frame({"manifest_end": True}))
+    work.put(None)
     server.join()
-    with lock: write(frame({"end": True}))
 except BaseException: die()
 """
 )
