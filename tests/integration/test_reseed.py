@@ -16,6 +16,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from fleetmend.check import CheckOptions
 from fleetmend.cli.app import app
 from fleetmend.fleet import Fleet
 from fleetmend.lab import Fault, Lab
@@ -23,6 +24,7 @@ from fleetmend.lab.faults import FaultOptions
 from fleetmend.reseed import transfer
 from fleetmend.reseed.exchange import exchange_openssh
 from fleetmend.reseed.helpers import RECEIVER
+from fleetmend.reseed.scrub import repair, scrub_fleet
 from fleetmend.reseed.transfer import ReseedError, content_digest, manifest, reseed_volume
 from fleetmend.transport.ssh import Connection, KnownHosts, Result, Timeouts, Unreachable
 from fleetmend.transport.target import target_for
@@ -332,13 +334,44 @@ def test_7_scrub_finds_exactly_the_corrupted_files_and_repairs_only_them(rl: Res
     (volume,) = json.loads(out)
     assert volume["disagreements"] == {"c": corrupted}
     assert volume["good_sources"] == ["a", "b", "d"]
-    code, out, err = rl.cli("scrub", "--repair", "--yes")
+    code, out, err = rl.cli("scrub", "--repair", "--yes", "--format", "json")
     assert code == 0, err
-    assert "repaired rs/data: 2 file(s) from" in out
+    (volume,) = json.loads(out)
+    assert [(r["volume"], r["sent"]) for r in volume["repaired"]] == [("data", 2)]
     assert rl.digest("c") == rl.digest("a") == a_before
     assert rl.digest("b") == b_before
     code, _, _ = rl.cli("scrub")
     assert code == 0
+
+
+FLIP = (
+    "import sys; f = open(sys.argv[1], 'r+b'); b = f.read(1)[0]; f.seek(0); f.write(bytes([b ^ 1]))"
+)
+"""Flips a bit of a file's first byte; run twice, it puts the byte back."""
+
+
+def test_7b_a_source_that_rots_after_the_scrub_cannot_spread(rl: ReseedLab) -> None:
+    """The repair is verified against what the majority held at the scrub, not
+    against a new reading of its source."""
+    injected = rl.lab.break_host(
+        "c", Fault.CORRUPT_DATA, FaultOptions(volume="data", count=1, seed=8)
+    )
+    (bad,) = [f["path"] for f in injected.detail["flipped"]]
+    options = CheckOptions(state_dir=rl.state, ssh_config=None, user_known_hosts=[])
+    (scrubbed,), connections = scrub_fleet(rl.fleet, options, ["rs"])
+    try:
+        assert scrubbed.disagreements == {"c": [bad.removeprefix(f"{DATA}/")]}
+        assert scrubbed.good_sources[0] == "a"  # the source a repair of c takes
+        run(rl.lab, "a", f"python3 -c {shlex.quote(FLIP)} {bad}")  # now a's copy rots too
+        before = rl.digest("c")
+        with pytest.raises(ReseedError, match="does not match the source's manifest"):
+            repair(rl.fleet, options, scrubbed, connections)
+        assert rl.digest("c") == before
+    finally:
+        connections.close()
+        run(rl.lab, "a", f"python3 -c {shlex.quote(FLIP)} {bad}")
+        rl.lab.heal_fault("c")
+    assert rl.digest("a") == rl.digest("b") == rl.digest("c") == rl.digest("d")
 
 
 def test_8_max_rate_bounds_the_transfer(rl: ReseedLab) -> None:

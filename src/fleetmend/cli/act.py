@@ -24,6 +24,7 @@ from fleetmend.cli.common import (
     CommandTimeoutOption,
     ForksOption,
     FormatOption,
+    MaxRateOption,
     SshConfigOption,
     TimeoutOption,
     WaiversOption,
@@ -41,6 +42,7 @@ from fleetmend.plan import ActionKind, Plan, Policy, fingerprint, make_plan
 from fleetmend.playbooks import TaskEvent
 from fleetmend.reseed.run import ReseedOptions
 from fleetmend.reseed.scrub import repair, scrub_fleet
+from fleetmend.reseed.transfer import VolumeResult
 from fleetmend.settings import Settings
 from fleetmend.waivers import load_waivers, waivers_path
 
@@ -419,15 +421,7 @@ def reseed_command(
             help="Use the --from peer although it is stale or disagrees; audited.",
         ),
     ] = None,
-    max_rate: Annotated[
-        float | None,
-        typer.Option(
-            "--max-rate",
-            metavar="MB/S",
-            min=0.1,
-            help="Bandwidth the re-seed may take from its source (a busy primary keeps serving).",
-        ),
-    ] = None,
+    max_rate: MaxRateOption = None,
     yes: Yes = False,
     forks: ForksOption = DEFAULT_FORKS,
     timeout: TimeoutOption = 10.0,
@@ -594,6 +588,7 @@ def scrub_command(
             help="Re-seed the disagreeing files from a replica that agrees with the majority.",
         ),
     ] = False,
+    max_rate: MaxRateOption = None,
     yes: Yes = False,
     timeout: TimeoutOption = 10.0,
     ssh_config: SshConfigOption = Path("~/.ssh/config"),
@@ -604,8 +599,10 @@ def scrub_command(
     Reads a manifest (hash of every file) of each member's data volumes. A
     replica's files that differ from what most replicas hold are listed; with
     `--repair` exactly those are re-seeded from a replica that agrees with the
-    majority everywhere (asks first; `--yes` in scripts). Exit 0 when every
-    replica agrees (or was repaired), 4 when disagreements remain.
+    majority everywhere, verified against what the majority holds (asks first;
+    `--yes` in scripts). Exit 0 when every replica agrees (or was repaired), 4
+    when disagreements remain. `--format json` lists each volume's findings,
+    and with `--repair` what was repaired.
     """
     s = settings(ctx)
     fleet = Fleet.load(s.images, s.inventory)
@@ -621,10 +618,10 @@ def scrub_command(
     options = check_options(s, timeout=timeout, command_timeout=3600, ssh_config=ssh_config)
     with err.status("reading manifests ..."):
         results, connections = scrub_fleet(fleet, options, sets)
+    as_json = s.output(fmt) is OutputFormat.JSON
+    repaired: dict[tuple[str, str], list[VolumeResult]] = {}
     try:
-        if s.output(fmt) is OutputFormat.JSON and not repair_:
-            print_json([dataclasses.asdict(r) for r in results])
-        else:
+        if not as_json:  # JSON is printed last, with what was repaired
             rows = []
             for r in results:
                 for member in r.members + r.unreachable:
@@ -641,10 +638,12 @@ def scrub_command(
                         f"{len(r.undecided)} path(s): {', '.join(r.undecided[:5])}[/]"
                     )
         broken = [r for r in results if r.disagreements or r.undecided]
-        if not broken:
+        if not broken or not repair_:
+            if as_json:
+                print_json([r.summary() for r in results])
+            if broken:
+                raise typer.Exit(int(ExitCode.HOSTS_FAILED))
             return
-        if not repair_:
-            raise typer.Exit(int(ExitCode.HOSTS_FAILED))
         members = sorted({m for r in broken for m in r.disagreements})
         if not yes:
             if not sys.stdin.isatty():
@@ -652,14 +651,19 @@ def scrub_command(
                     f"refusing to repair {', '.join(members)} without confirmation",
                     "pass --yes in scripts",
                 )
-            if not typer.confirm(f"Re-seed the disagreeing files of {', '.join(members)}?"):
+            question = f"Re-seed the disagreeing files of {', '.join(members)}?"
+            if not typer.confirm(question, err=as_json):  # stdout holds only the JSON
                 raise Refused("not confirmed; nothing was changed")
         owner = f"scrub-{os.getpid()}"
         with closing(statedb.connect(s.state_dir)) as db:
             locks.acquire(db, [f"replica-set:{r.replica_set}" for r in broken], owner)
         try:
+            rate = max_rate * 1e6 if max_rate else None
             for r in broken:
-                for result in repair(fleet, options, r, connections):
+                repaired[(r.replica_set, r.volume)] = done = repair(
+                    fleet, options, r, connections, max_rate=rate
+                )
+                for result in [] if as_json else done:
                     out.print(
                         f"repaired {r.replica_set}/{r.volume}: {result.sent} file(s) from "
                         f"{result.source}",
@@ -668,5 +672,18 @@ def scrub_command(
         finally:
             with closing(statedb.connect(s.state_dir)) as db:
                 locks.release(db, owner)
+        if as_json:
+            print_json(
+                [
+                    dict(
+                        r.summary(),
+                        repaired=[
+                            dataclasses.asdict(v)
+                            for v in repaired.get((r.replica_set, r.volume), [])
+                        ],
+                    )
+                    for r in results
+                ]
+            )
     finally:
         connections.close()

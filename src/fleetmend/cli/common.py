@@ -51,6 +51,15 @@ WaiversOption = Annotated[
         "--waivers", help="Waivers file. Default: INVENTORY.waivers.yaml next to the inventory."
     ),
 ]
+MaxRateOption = Annotated[
+    float | None,
+    typer.Option(
+        "--max-rate",
+        metavar="MB/S",
+        min=0.1,
+        help="Bandwidth a re-seed may take from its source (a busy primary keeps serving).",
+    ),
+]
 SshConfigOption = Annotated[
     Path,
     typer.Option(

@@ -5,7 +5,9 @@ taken; for each path, the value (type, size, hash, link target) most members
 hold is the truth, when a strict majority holds it. A member's files that
 differ from it, are missing or are extra are its disagreements. Repairing a
 member re-seeds it from a member that agrees with the majority on every file:
-only the disagreeing files travel, and the swap is verified as for any re-seed.
+only the disagreeing files travel, verified against the manifest the majority
+agreed on (not a new reading of the source: a source corrupted since the scrub
+fails the repair instead of spreading), and swapped in as for any re-seed.
 """
 
 from __future__ import annotations
@@ -44,13 +46,27 @@ class VolumeScrub:
     """Paths with no strict majority: nobody can say which copy is right."""
     good_sources: list[str] = field(default_factory=list)
     """Members that agree with the majority everywhere: repair sources."""
+    manifests: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
+    """member -> its manifest as read: what a repair from it is verified against."""
+
+    def summary(self) -> dict[str, Any]:
+        """What a scrub reports (everything but the manifests)."""
+        return {
+            "replica_set": self.replica_set,
+            "volume": self.volume,
+            "members": self.members,
+            "unreachable": self.unreachable,
+            "disagreements": self.disagreements,
+            "undecided": self.undecided,
+            "good_sources": self.good_sources,
+        }
 
 
 def compare(
     replica_set: str, volume: str, manifests: dict[str, list[dict[str, Any]]]
 ) -> VolumeScrub:
     """Pure: the disagreements of each member's manifest with the majority."""
-    result = VolumeScrub(replica_set, volume, sorted(manifests))
+    result = VolumeScrub(replica_set, volume, sorted(manifests), manifests=manifests)
     tables = {m: {e["p"]: _value(e) for e in entries} for m, entries in manifests.items()}
     paths = sorted({p for table in tables.values() for p in table})
     count = len(tables)
@@ -129,6 +145,8 @@ def repair(
     """Re-seed each disagreeing member from a member that agrees with the majority.
 
     The delta re-seed sends exactly the disagreeing files; the rest is kept.
+    The source does not hash again: what it sends is verified against its
+    manifest from the scrub, whose content the majority agreed on.
     """
     if scrubbed.undecided or not scrubbed.good_sources:
         raise ReseedError(
@@ -156,6 +174,13 @@ def repair(
                 detail=f"from {source.name}: {', '.join(paths[:10])}",
             )
         done.append(
-            reseed_volume(scrubbed.volume, volume, conn(source), conn(host), max_rate=max_rate)
+            reseed_volume(
+                scrubbed.volume,
+                volume,
+                conn(source),
+                conn(host),
+                max_rate=max_rate,
+                source_manifest=scrubbed.manifests[source.name],
+            )
         )
     return done
