@@ -58,8 +58,21 @@ def messages(receiver: Stream) -> Iterator[dict[str, Any]]:
                 yield msg
 
 
+SHRANK = (
+    "a file shrank while it was being read: something writes to the volume meanwhile "
+    "(stop the writer, or use the volume's `command` strategy for live data), then re-run"
+)
+
+
+def failure(stderr: str) -> str:
+    """What a helper's stderr says went wrong, in a line."""
+    if "Fatal Python error: Bus error" in stderr:  # a mmap'ed file was truncated
+        return SHRANK
+    return stderr.strip()[-300:]
+
+
 def _no_answer(stderr: str, failures: list[BaseException]) -> dict[str, Any]:
-    why = stderr.strip()[-300:] or (str(failures[0]) if failures else "no answer")
+    why = failure(stderr) or (str(failures[0]) if failures else "no answer")
     return {"ok": False, "error": why}
 
 

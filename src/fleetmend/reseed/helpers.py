@@ -31,7 +31,8 @@ rest is bigger than its budget and should come over a faster pipe.
 from __future__ import annotations
 
 HASH = r"""
-import hashlib, mmap, os
+import faulthandler, hashlib, mmap, os
+faulthandler.enable()  # a file truncated under its mmap kills with SIGBUS: say so on stderr
 def tick(): pass  # a helper that must show life during long hashes replaces it
 def sha_fd(fd):
     # large files straight from the page cache (no copy), in slices so life shows

@@ -25,6 +25,7 @@ from fleetmend.reseed.exchange import (
     Tamper,
     exchange_openssh,
     exchange_paramiko,
+    failure,
     messages,
     relay,
 )
@@ -73,7 +74,7 @@ def manifest(conn: Connection, path: str, excludes: list[str]) -> Manifest:
     result = conn.run(_python(MANIFEST, path, json.dumps(excludes)), timeout=3600)
     if result.exit_code != 0:
         raise ReseedError(
-            f"{conn.target.name}: manifest of {path} failed: {result.stderr.strip()[-300:]}"
+            f"{conn.target.name}: manifest of {path} failed: {failure(result.stderr)}"
         )
     try:
         data = json.loads(result.stdout)
@@ -243,7 +244,7 @@ def reseed_volume(
             raise ReseedError(
                 f"re-seed of {target.target.name}:{volume.path} from {source.target.name} "
                 f"stopped, live data untouched: {outcome.get('error')}"
-                + (f" (source: {sent.stderr.strip()[-200:]})" if sent.exit_code else "")
+                + (f" (source: {failure(sent.stderr)})" if sent.exit_code else "")
             )
         _run_hook(target, volume, volume.hooks.after_reseed, "after_reseed")
         position = _position(target, volume)

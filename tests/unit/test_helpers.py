@@ -1,4 +1,4 @@
-"""The source's SENDER helper, run here as a host runs it: its frames, and its end."""
+"""The helpers, run here as a host runs them: SENDER's frames and its end, HASH's death."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from typing import IO, Any
 
 import pytest
 
-from fleetmend.reseed.helpers import SENDER
+from fleetmend.reseed.exchange import SHRANK, failure
+from fleetmend.reseed.helpers import HASH, SENDER
 
 
 @pytest.fixture
@@ -88,3 +89,19 @@ def test_a_receiver_gone_ends_the_sender(
     sender.stdout.close()
     sender.stdin.close()
     assert sender.wait(timeout=30) != 0
+
+
+def test_a_file_truncated_while_hashed_says_so(tmp_path: Path) -> None:
+    """A file truncated under the hash's mmap kills it with SIGBUS (Python cannot catch
+    that); what it leaves on stderr must tell fleetmend, and the operator, why."""
+    big = tmp_path / "big"
+    with big.open("wb") as f:
+        f.truncate(65 << 20)  # more than one 64 MiB slice: the hash ticks in between
+    script = HASH + "def tick(): os.truncate(sys.argv[1], 0)\nimport sys\nsha(sys.argv[1])\n"
+    done = subprocess.run([sys.executable, "-c", script, str(big)], capture_output=True, text=True)
+    assert done.returncode == -7, done  # SIGBUS
+    assert failure(done.stderr) == SHRANK
+
+
+def test_other_failures_keep_their_words() -> None:
+    assert failure("Traceback ...\nPermissionError: [Errno 13] denied: 'x'\n").endswith("'x'")
