@@ -3,9 +3,11 @@
 full:  fleetmend re-seed of an empty target (manifest, stream, verify, swap)
        vs  ssh A 'tar c' | ssh B 'tar x'  relayed through this machine
 delta: fleetmend re-seed after 1% of the files changed
-       vs  rsync -a -c over ssh from A to B (the peer's best at finding changes)
+       vs  rsync -a -c over ssh from A to B (the peer's best at finding changes),
+       --rounds times (other files each round, the two taking turns to go first);
+       both targets hold the previous round's data
 
-  sudo .venv/bin/python bench/reseed.py --gib 1 --files 2000
+  sudo .venv/bin/python bench/reseed.py --gib 1 --files 2000 --rounds 5
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -81,6 +84,7 @@ def main() -> None:
     )
     parser.add_argument("--gib", type=float, default=1.0)
     parser.add_argument("--files", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=5, help="delta runs of each tool")
     args = parser.parse_args()
     size = int(args.gib * (1 << 30))
     with tempfile.TemporaryDirectory() as tmp:
@@ -101,6 +105,7 @@ def main() -> None:
             t0 = time.perf_counter()
             full = reseed_volume("data", volume, conns["src"], conns["dst"])
             ours_full = time.perf_counter() - t0
+            sent = [full.sent]
             cfg = shlex.quote(str(lab.ssh_config_path))
             os.sync()  # nobody pays for another tool's writeback
             t0 = time.perf_counter()
@@ -110,29 +115,40 @@ def main() -> None:
                 shell=True, check=True,
             )  # fmt: skip
             tar_full = time.perf_counter() - t0
-            # 1% of the files change on the source
-            ssh(lab, "src", f"for f in $(ls -d {DATA}/*/* | awk 'NR % 100 == 0'); do "
-                "head -c 4096 /dev/urandom | dd of=$f conv=notrunc status=none; done")  # fmt: skip
-            os.sync()  # nobody pays for another tool's writeback
-            t0 = time.perf_counter()
-            delta = reseed_volume("data", volume, conns["src"], conns["dst"])
-            ours_delta = time.perf_counter() - t0
-            # rsync's target: a copy of the data before the change (what dst had)
+            # rsync's target: a copy of what dst holds now (the source's data)
             ssh(lab, "dst", f"rm -rf /srv/tar && cp -a {DATA} /srv/rsync")
-            ssh(lab, "dst", "for f in $(ls -d /srv/rsync/*/* | awk 'NR % 100 == 0'); do "
-                "head -c 4096 /dev/zero | dd of=$f conv=notrunc status=none; done")  # fmt: skip
             key = lab.key_path.read_text()
             ssh(lab, "src", f"umask 077; printf %s {shlex.quote(key)} > /tmp/k")
             dst = lab.record().hosts["dst"]
-            os.sync()  # nobody pays for another tool's writeback
-            t0 = time.perf_counter()
             transport = (
                 f"ssh -i /tmp/k -p {dst.port} -o StrictHostKeyChecking=no "
                 "-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
             )
-            target = f"root@{dst.address}:/srv/rsync/"
-            ssh(lab, "src", f"rsync -a -c -e {shlex.quote(transport)} {DATA}/ {target}")
-            rsync_delta = time.perf_counter() - t0
+            rsync = (
+                f"rsync -a -c -e {shlex.quote(transport)} {DATA}/ root@{dst.address}:/srv/rsync/"
+            )
+
+            def time_ours() -> float:
+                t0 = time.perf_counter()
+                sent.append(reseed_volume("data", volume, conns["src"], conns["dst"]).sent)
+                return time.perf_counter() - t0
+
+            def time_rsync() -> float:
+                t0 = time.perf_counter()
+                ssh(lab, "src", rsync)
+                return time.perf_counter() - t0
+
+            deltas: list[tuple[float, float]] = []
+            for k in range(args.rounds):
+                # 1% of the files change on the source, other ones each round
+                pick = f"ls -d {DATA}/*/* | awk 'NR % 100 == {k % 100}'"
+                change = "head -c 4096 /dev/urandom | dd of=$f conv=notrunc status=none"
+                ssh(lab, "src", f"for f in $({pick}); do {change}; done")
+                times = {}
+                for name, run in [("ours", time_ours), ("rsync", time_rsync)][:: 1 - 2 * (k % 2)]:
+                    os.sync()  # nobody pays for another tool's writeback
+                    times[name] = run()
+                deltas.append((times["ours"], times["rsync"]))
             ssh(lab, "src", "rm -f /tmp/k")
         finally:
             lab.down()
@@ -141,10 +157,16 @@ def main() -> None:
     ours = f"fleetmend {ours_full:6.2f}s ({mb / ours_full:5.0f} MB/s)"
     peer = f"tar|ssh relay {tar_full:6.2f}s ({mb / tar_full:5.0f} MB/s)"
     print(f"full   {ours}   {peer}   fleetmend at {tar_full / ours_full:4.2f} of the peer's speed")
-    ours = f"fleetmend {ours_delta:6.2f}s ({delta.sent} files sent)"
-    peer = f"rsync -a -c {rsync_delta:6.2f}s"
+    for (ours_delta, rsync_delta), files in zip(deltas, sent[1:], strict=True):
+        print(
+            f"delta  fleetmend {ours_delta:6.2f}s ({files} files sent)   "
+            f"rsync -a -c {rsync_delta:6.2f}s   "
+            f"fleetmend takes {ours_delta / rsync_delta:4.2f}x the peer's time"
+        )
+    ratios = sorted(o / p for o, p in deltas)
     print(
-        f"delta  {ours}   {peer}   fleetmend takes {ours_delta / rsync_delta:4.2f}x the peer's time"
+        f"delta  over {len(ratios)} rounds: fleetmend takes {statistics.median(ratios):4.2f}x "
+        f"the peer's time (median; {ratios[0]:4.2f}-{ratios[-1]:4.2f})"
     )
 
 
