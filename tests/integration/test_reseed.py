@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shlex
+import signal
 import struct
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +23,9 @@ from typer.testing import CliRunner
 from fleetmend.check import CheckOptions
 from fleetmend.cli.app import app
 from fleetmend.fleet import Fleet
-from fleetmend.lab import Fault, Lab
+from fleetmend.lab import Fault, Lab, procs
 from fleetmend.lab.faults import FaultOptions
-from fleetmend.reseed import transfer
+from fleetmend.reseed import exchange, transfer
 from fleetmend.reseed.exchange import exchange_openssh
 from fleetmend.reseed.helpers import RECEIVER
 from fleetmend.reseed.scrub import repair, scrub_fleet
@@ -86,10 +90,20 @@ class ReseedLab(CliLab):
     def fleet(self) -> Fleet:
         return Fleet.load(self.images, self.lab.inventory_path)
 
-    def conn(self, host: str) -> Connection:
+    def conn(self, host: str, timeouts: Timeouts | None = None) -> Connection:
         fleet = self.fleet
         known = KnownHosts(self.state / "known_hosts", [])
-        return Connection(target_for(fleet.inventory.host(host), "t", None), known, Timeouts())
+        target = target_for(fleet.inventory.host(host), "t", None)
+        return Connection(target, known, timeouts or Timeouts())
+
+    def freeze(self, host: str, sig: int) -> None:
+        """Stop (or continue) every process of `host`, its sshd sessions too: a
+        host that went silent, as on power loss, where no reset ever comes."""
+        init = self.lab.init_of(self.lab.record().hosts[host])
+        assert init is not None, f"{host} is not running"
+        for pid in procs.in_namespace(init):
+            with suppress(ProcessLookupError):
+                os.kill(pid, sig)
 
     def digest(self, host: str) -> str:
         with self.conn(host) as c:
@@ -417,6 +431,50 @@ def test_9_source_killed_mid_transfer_then_another_peer_completes(rl: ReseedLab)
         rl.lab.heal_fault("a", Fault.DOWN)
         for host in ("a", "b", "c", "d"):
             run(rl.lab, host, f"rm -f {DATA}/objects/big")
+
+
+def test_9b_a_source_gone_silent_mid_transfer_is_given_up(
+    rl: ReseedLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The source stops answering while its data comes over OpenSSH (no reset,
+    as when it loses power): the re-seed gives it up after about the command
+    timeout, and the target's live data is untouched."""
+    run(rl.lab, "a", f"head -c 512M /dev/zero > {DATA}/objects/big3")
+    before = rl.digest("d")
+    carrier = {"openssh": False, "frozen_at": 0.0}
+
+    def spy(
+        src: list[str], dst: list[str], plan: dict[str, Any], asks: list[dict[str, Any]]
+    ) -> tuple[dict[str, Any], Result]:
+        carrier["openssh"] = True
+        return exchange_openssh(src, dst, plan, asks)
+
+    def parsed(raw: bytes) -> dict[str, Any] | None:
+        msg = real_parsed(raw)
+        # the receiver's first progress line over OpenSSH: big3 is on its way
+        if msg and "progress" in msg and carrier["openssh"] and not carrier["frozen_at"]:
+            rl.freeze("a", signal.SIGSTOP)
+            carrier["frozen_at"] = time.monotonic()
+        return msg
+
+    real_parsed = exchange._parsed
+    monkeypatch.setattr(transfer, "exchange_openssh", spy)
+    monkeypatch.setattr(exchange, "_parsed", parsed)
+    volume = rl.fleet.catalog.resolve("store").volumes["data"]
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        with rl.conn("a", Timeouts(command=3)) as source, rl.conn("d") as target:
+            attempt = pool.submit(reseed_volume, "data", volume, source, target)
+            with pytest.raises(ReseedError, match="not responding"):
+                attempt.result(timeout=60)  # without keepalives: TCP's, two hours
+        assert carrier["frozen_at"], "the source was never frozen mid-transfer"
+        assert time.monotonic() - carrier["frozen_at"] < 15
+        assert rl.digest("d") == before  # live data untouched
+    finally:
+        rl.freeze("a", signal.SIGCONT)
+        pool.shutdown(wait=True)
+        run(rl.lab, "a", f"rm -f {DATA}/objects/big3")
+        run(rl.lab, "d", "rm -rf /srv/.data.fleetmend-staging")
 
 
 def test_10_the_command_strategy_relays_dump_into_restore(rl: ReseedLab, tmp_path: Path) -> None:

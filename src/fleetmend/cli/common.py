@@ -43,7 +43,13 @@ TimeoutOption = Annotated[
     ),
 ]
 CommandTimeoutOption = Annotated[
-    float, typer.Option("--command-timeout", help="Seconds the probe may run on a host.", min=0.1)
+    float,
+    typer.Option(
+        "--command-timeout",
+        help="Seconds the probe may run on a host; a host silent this long mid-transfer "
+        "is given up.",
+        min=0.1,
+    ),
 ]
 WaiversOption = Annotated[
     Path | None,

@@ -149,6 +149,10 @@ class Timeouts:
     command: float = 60.0
 
 
+# unanswered keepalives before an OpenSSH client gives a silent host up
+ALIVE_COUNT = 3
+
+
 def _prefer_gcm(transport: paramiko.Transport) -> None:
     """AES-GCM first when the server has it: paramiko checks an HMAC tag in Python,
     packet by packet, and a GCM tag in C (about a fifth less CPU relaying a re-seed here)."""
@@ -354,18 +358,22 @@ class Connection:
         paramiko moves about 50 MB/s when relaying on this kind of machine;
         OpenSSH's client, about three times that. The host key must already be
         known (this connection verified it): the client checks it strictly
-        against the same known_hosts files. None when `ssh` is not installed.
+        against the same known_hosts files. A host that goes silent (power lost,
+        network cut: no reset ever comes) is given up after about the command
+        timeout, as a paramiko stream is. None when `ssh` is not installed.
         """
         import shutil as _shutil
 
         if _shutil.which("ssh") is None:
             return None
         t = self.target
+        alive = max(1, round(self.timeouts.command / ALIVE_COUNT))
         files = [str(self.known.own), *t.known_hosts, *(str(f) for f in self.known.user_files)]
         argv = [
             "ssh", "-T", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
             "-o", "UserKnownHostsFile=" + " ".join(shlex.quote(f) for f in files),
             "-o", f"ConnectTimeout={int(self.timeouts.connect)}",
+            "-o", f"ServerAliveInterval={alive}", "-o", f"ServerAliveCountMax={ALIVE_COUNT}",
             "-p", str(t.port), "-l", t.user,
         ]  # fmt: skip
         for key in t.key_files:
