@@ -146,6 +146,34 @@ class CheckOptions:
     def own_known_hosts(self) -> Path:
         return own_known_hosts(self.state_dir)
 
+    def saved(self) -> dict[str, Any]:
+        """How hosts were reached, kept with a journaled run so `resume` reaches them alike."""
+        return {
+            "forks": self.forks,
+            "timeout": self.timeouts.connect,
+            "command_timeout": self.timeouts.command,
+            "accept_new": self.accept_new,
+            "ssh_config": None if self.ssh_config is None else str(self.ssh_config.absolute()),
+        }
+
+    @classmethod
+    def restored(cls, state_dir: Path, saved: dict[str, Any]) -> CheckOptions:
+        """The options `saved` kept; the defaults for a run recorded without them."""
+        options = cls(state_dir=state_dir)
+        if not saved:
+            return options
+        config = saved.get("ssh_config")
+        return cls(
+            state_dir=state_dir,
+            forks=int(saved.get("forks", options.forks)),
+            timeouts=Timeouts(
+                connect=float(saved.get("timeout", options.timeouts.connect)),
+                command=float(saved.get("command_timeout", options.timeouts.command)),
+            ),
+            accept_new=bool(saved.get("accept_new", False)),
+            ssh_config=None if config is None else Path(config),
+        )
+
 
 def _volume_summary(facts: Facts) -> dict[str, dict[str, Any]]:
     return {

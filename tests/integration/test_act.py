@@ -176,7 +176,7 @@ def test_7_sigkill_at_every_step_boundary_then_resume(act: ActLab, boundary: int
     """Kill `rebuild` as soon as `boundary` steps are done, then resume to conformant."""
     act.lab.break_host("r2", Fault.WIPE_DISK)
     before = _latest_run(act)
-    proc = act.spawn("rebuild", "r2", "--yes")
+    proc = act.spawn("rebuild", "r2", "--yes", "--command-timeout", "45")
     run_id = None
     deadline = time.monotonic() + 120
     try:
@@ -197,6 +197,7 @@ def test_7_sigkill_at_every_step_boundary_then_resume(act: ActLab, boundary: int
     finished = [name for name, status, _ in _steps(act, run_id) if status in ("done", "skipped")]
     code, _, err = act.cli("resume", run_id)
     assert code == 0, err
+    assert "--command-timeout 45" in err  # hosts reached as the run started
     steps = _steps(act, run_id)
     assert all(status in ("done", "skipped") for _, status, _ in steps)
     for name, _, attempts in steps:

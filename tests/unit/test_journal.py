@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from fleetmend import audit, locks, statedb
+from fleetmend.check import CheckOptions
 from fleetmend.journal import Journal, RunStatus, StepStatus
+from fleetmend.transport.ssh import Timeouts
 
 
 @pytest.fixture
@@ -45,6 +47,23 @@ def test_steps_are_recorded_before_and_after(db: sqlite3.Connection) -> None:
     assert journal.run(run.id).status is RunStatus.DONE
     assert journal.steps(run.id)[1].attempts == 2
     assert journal.runs()[0].id == run.id
+
+
+def test_a_run_keeps_how_hosts_were_reached(db: sqlite3.Connection, tmp_path: Path) -> None:
+    """`resume` reaches hosts as the run started: forks, timeouts, SSH config, trust."""
+    started = CheckOptions(
+        tmp_path, forks=3, timeouts=Timeouts(connect=2.5, command=45), accept_new=True,
+        ssh_config=Path("cfg"),
+    )  # fmt: skip
+    journal = Journal(db)
+    run = journal.create("rebuild", {"connect": started.saved()}, [("kv-1", "reimage")])
+    resumed = CheckOptions.restored(tmp_path, journal.run(run.id).args["connect"])
+    assert resumed.forks == 3 and resumed.accept_new
+    assert resumed.timeouts == Timeouts(connect=2.5, command=45)
+    assert resumed.ssh_config == Path.cwd() / "cfg"  # resumable from any directory
+    unset = CheckOptions.restored(tmp_path, {"ssh_config": None})
+    assert unset.ssh_config is None and unset.timeouts == Timeouts()
+    assert CheckOptions.restored(tmp_path, {}) == CheckOptions(tmp_path)  # runs from before
 
 
 def test_a_held_lock_names_its_holder(db: sqlite3.Connection, tmp_path: Path) -> None:

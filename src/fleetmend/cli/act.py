@@ -156,6 +156,7 @@ def _carry_out(
         "images": str(s.images.resolve()),
         "inventory": str(s.inventory.resolve()),
         "reseed": dataclasses.asdict(reseed or ReseedOptions()),
+        "connect": options.saved(),
     }
     run = start(s.state_dir, kind, plan, args)
     _execute(s, fleet, options, run.id)
@@ -456,7 +457,8 @@ def resume_command(
     """Continue an interrupted or failed run from its first unfinished step.
 
     Steps already done are not run again; a step that was running when the run
-    stopped is run again (steps are idempotent).
+    stopped is run again (steps are idempotent). Hosts are reached as the run
+    started (forks, timeouts, SSH config, --accept-new).
     """
     s = settings(ctx)
     with closing(statedb.connect(s.state_dir)) as db:
@@ -469,7 +471,14 @@ def resume_command(
     images = Path(run.args.get("images", str(s.images)))
     inventory = Path(run.args.get("inventory", str(s.inventory)))
     fleet = Fleet.load(images, inventory)
-    options = CheckOptions(state_dir=s.state_dir)
+    options = CheckOptions.restored(s.state_dir, run.args.get("connect") or {})
+    err.print(
+        f"resuming as started: --forks {options.forks} --timeout {options.timeouts.connect:g} "
+        f"--command-timeout {options.timeouts.command:g}"
+        + (f" --ssh-config {options.ssh_config}" if options.ssh_config else "")
+        + (" --accept-new" if options.accept_new else ""),
+        highlight=False,
+    )
     _execute(s, fleet, options, run_id)
 
 
