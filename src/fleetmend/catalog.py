@@ -18,7 +18,7 @@ from typing import Any
 from fleetmend.errors import InputError, Problem, display_path
 from fleetmend.images import MERGED_SECTIONS, Image, ImageSpec
 from fleetmend.loading import YamlDocument, parse_yaml, validate_document
-from fleetmend.render import TemplateDir
+from fleetmend.render import TemplateDir, command_syntax
 
 
 @dataclass(frozen=True)
@@ -129,6 +129,16 @@ class Catalog:
             )
         return self._entries[name]
 
+    def where(self, image: Image, loc: tuple[str, ...]) -> tuple[str, str]:
+        """The file and place (`line: field.path`) that declare `loc` of a resolved
+        image: its own file, or the parent's it inherited the value from."""
+        for name in reversed(image.lineage):
+            doc = self._entries[name].doc
+            if loc in doc.lines:
+                return doc.name, doc.place(loc)
+        doc = self._entries[image.name].doc
+        return doc.name, doc.place(loc)
+
     def resolve(self, name: str) -> Image:
         """The image with `extends` folded in, templates read and digest computed."""
         return self._resolve(name, ())
@@ -190,6 +200,14 @@ class Catalog:
                 templates.update(self.templates.sources(file.template))
             except InputError as exc:
                 problems.extend(exc.problems)
+        for name, volume in fields["volumes"].items():
+            for field in ("dump", "restore"):
+                text = getattr(volume.reseed, field)
+                wrong = None if text is None else command_syntax(text)
+                if wrong is not None and name in spec.volumes:  # a parent's: reported there
+                    problems.append(
+                        Problem(doc.name, doc.place(("volumes", name, "reseed", field)), wrong)
+                    )
         if problems:
             raise InputError(problems)
         os_ = spec.os if spec.os is not None else (parent.os if parent else None)

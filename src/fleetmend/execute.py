@@ -22,7 +22,7 @@ from typing import Any
 from fleetmend import audit, locks, statedb
 from fleetmend.check import CheckOptions, run_check
 from fleetmend.drift import DriftKind, Verdict
-from fleetmend.errors import FleetmendError
+from fleetmend.errors import FleetmendError, InputError
 from fleetmend.fleet import Fleet
 from fleetmend.hostkeys import fingerprint
 from fleetmend.inventory import Host
@@ -78,6 +78,15 @@ def execute(run_id: str, ctx: Context) -> RunStatus:
         journal = Journal(db)
         run = journal.run(run_id)
         plan = Plan.model_validate(run.args["plan"])
+        problems = [
+            p
+            for a in plan.actions
+            if a.kind in (ActionKind.REBUILD, ActionKind.RESEED)
+            for p in ctx.fleet.reseed_problems(ctx.fleet.inventory.host(a.host))
+        ]
+        if problems:  # before a rebuild wipes a host it could not fill again
+            journal.finish_run(run_id, RunStatus.FAILED)
+            raise InputError(problems)
         try:
             locks.acquire(db, lock_names(plan), run_id)
         except locks.LockHeld as exc:

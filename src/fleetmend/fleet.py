@@ -11,9 +11,9 @@ from pathlib import Path
 
 from fleetmend.catalog import Catalog
 from fleetmend.errors import InputError, Problem, display_path
-from fleetmend.images import Image
+from fleetmend.images import Image, VolumeSpec
 from fleetmend.inventory import Host, Inventory, load_inventory
-from fleetmend.render import DesiredState, desired_state
+from fleetmend.render import DesiredState, command_context, desired_state, render_command
 
 
 def image_problems(inventory: Inventory, catalog: Catalog) -> list[Problem]:
@@ -81,3 +81,34 @@ class Fleet:
         if not host.apply_sysctls:
             left_out["sysctls"] = {}
         return state.model_copy(update=left_out) if left_out else state
+
+    def reseed_volume(self, host: Host, name: str, source: Host) -> VolumeSpec:
+        """`host`'s volume `name`, its `command` strategy's templates rendered for a
+        re-seed from `source`; as declared for the `files` strategy."""
+        image = self.image_of(host)
+        volume = image.volumes[name]
+        if volume.reseed.strategy != "command":
+            return volume
+        peers = self.inventory.peers(host)
+        context = command_context(image, host, peers, source, volume, volume.staging)
+        rendered: dict[str, str] = {}
+        for field in ("dump", "restore"):
+            text = getattr(volume.reseed, field)
+            if text is not None:
+                file, place = self.catalog.where(image, ("volumes", name, "reseed", field))
+                rendered[field] = render_command(
+                    text, context, file=file, place=place, host=host.name
+                )
+        return volume.model_copy(update={"reseed": volume.reseed.model_copy(update=rendered)})
+
+    def reseed_problems(self, host: Host) -> list[Problem]:
+        """What keeps `host`'s re-seed commands from rendering, with any peer as the
+        source: found before a rebuild wipes the host, not after."""
+        problems: list[Problem] = []
+        for name in sorted(self.image_of(host).volumes):
+            for peer in self.inventory.peers(host):
+                try:
+                    self.reseed_volume(host, name, peer)
+                except InputError as exc:
+                    problems.extend(p for p in exc.problems if p not in problems)
+        return problems

@@ -9,6 +9,7 @@ hint instead: an unquoted `1.10` is the number 1.1, an unquoted `0644` is 420.
 from __future__ import annotations
 
 import re
+from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
@@ -176,21 +177,32 @@ class ReseedSpec(Strict):
     """How a volume's data is copied from a healthy peer.
 
     `files` copies the volume's tree (minus `exclude`); `command` runs `dump` on
-    the source peer and pipes it into `restore` on the rebuilt host.
+    the source peer and pipes it into `restore` on the rebuilt host, or, without
+    `dump`, runs `restore` alone to fetch from the source with the data's own tool
+    (`pg_basebackup -h {{ source.address }}`). Both are Jinja2 templates.
     """
 
     strategy: Literal["files", "command"] = "files"
     dump: str | None = None
     restore: str | None = None
+    compare: Literal["manifest", "position"] = "manifest"
+    """How healthy copies are told apart: `manifest`, content manifests (the majority
+    wins with three or more copies; scrub finds silent corruption), then position;
+    `position` only, for data whose healthy copies differ on disk (a database's
+    files: its own tool and checksums verify it); scrub leaves such a volume out."""
 
     @model_validator(mode="after")
     def _commands(self) -> ReseedSpec:
         has = self.dump is not None, self.restore is not None
-        if self.strategy == "command" and has != (True, True):
+        if self.strategy == "command" and self.restore is None:
             raise PydanticCustomError(
                 "reseed_commands",
-                "strategy 'command' needs both 'dump' and 'restore'",
-                {"hint": "dump runs on the source peer and writes to stdout; restore reads stdin"},
+                "strategy 'command' needs 'restore'",
+                {
+                    "hint": "restore runs on the rebuilt host and writes into $FLEETMEND_STAGING, "
+                    "reading what dump wrote on the source, or fetching from "
+                    "{{ source.address }} itself"
+                },
             )
         if self.strategy == "files" and any(has):
             raise PydanticCustomError(
@@ -221,6 +233,12 @@ class VolumeSpec(Strict):
     reseed: ReseedSpec = Field(default_factory=ReseedSpec)
     hooks: HooksSpec = Field(default_factory=HooksSpec)
     exclude: list[str] = Field(default_factory=list)
+
+    @property
+    def staging(self) -> str:
+        """Where a re-seed builds the new copy: next to the volume, on the same filesystem."""
+        path = PurePosixPath(self.path)
+        return str(path.parent / f".{path.name}.fleetmend-staging")
 
 
 SysctlValue = Annotated[str, BeforeValidator(_text)]

@@ -9,6 +9,7 @@ string into a production config file.
 from __future__ import annotations
 
 import hashlib
+import shlex
 import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -264,3 +265,65 @@ def desired_state(
         groups=image.groups,
         volumes=image.volumes,
     )
+
+
+# -- the `command` re-seed strategy's commands ------------------------------------
+
+
+class _Raw(str):
+    """A value `| raw` lets into a command as it is."""
+
+
+def _shell_word(value: Any) -> str:
+    """Every `{{ }}` in a command is one shell word, whatever an inventory var holds."""
+    if isinstance(value, _Raw):
+        return value
+    return shlex.quote(value if isinstance(value, str) else str(value))
+
+
+_COMMANDS = SandboxedEnvironment(
+    undefined=jinja2.StrictUndefined, autoescape=False, finalize=_shell_word
+)
+_COMMANDS.filters["raw"] = lambda value: _Raw(str(value))
+
+
+def command_syntax(text: str) -> str | None:
+    """What is wrong with a command template's syntax, or None."""
+    try:
+        _COMMANDS.parse(text)
+    except jinja2.TemplateSyntaxError as exc:
+        return f"template error: {exc.message} (line {exc.lineno})"
+    return None
+
+
+def command_context(
+    image: Image, host: Host, peers: list[Host], source: Host, volume: VolumeSpec, staging: str
+) -> dict[str, Any]:
+    """What a re-seed command sees: the target's template variables, the chosen
+    `source` (name, address, site, vars) and the `volume` (path, staging)."""
+    context = template_context(image, host, peers)
+    context["source"] = {
+        "name": source.name,
+        "address": source.address,
+        "site": source.site,
+        "vars": dict(source.vars),
+    }
+    context["volume"] = {"path": volume.path, "staging": staging}
+    return context
+
+
+def render_command(
+    text: str, context: Mapping[str, Any], *, file: str, place: str, host: str
+) -> str:
+    """A re-seed command for one host: each `{{ }}` shell-quoted (`| raw` to opt out)."""
+    try:
+        return _COMMANDS.from_string(text).render(context)
+    except jinja2.UndefinedError as exc:
+        hint = (
+            "define it in the host's or a group's inventory vars (the source's are "
+            "source.vars.NAME), or give a default: {{ name | default('x') }}"
+        )
+        raise InputError([Problem(file, place, str(exc.message), hint, hosts=(host,))]) from None
+    except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError, LookupError) as exc:
+        problem = Problem(file, place, f"template failed: {exc}", hosts=(host,))
+        raise InputError([problem]) from None

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fleetmend.catalog import Catalog
 from fleetmend.errors import InputError, Problem, display_path, merge_hosts
-from fleetmend.fleet import image_problems
+from fleetmend.fleet import Fleet, image_problems
 from fleetmend.inventory import scan_inventory
 from fleetmend.render import desired_state
 
@@ -75,6 +75,10 @@ def validate(images_dir: Path, inventories: list[Path]) -> Report:
                 state = desired_state(image, host, inventory.peers(host), template_dir=template_dir)
             except InputError as exc:
                 report.problems.extend(exc.problems)
+                continue
+            reseed = Fleet(catalog, inventory).reseed_problems(host)
+            if reseed:
+                report.problems.extend(reseed)
                 continue
             report.rendered.append(
                 Rendered(

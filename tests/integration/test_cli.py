@@ -42,7 +42,7 @@ def test_version() -> None:
 def test_validate_the_shipped_examples(checkout: Path) -> None:
     code, out, err = run("validate", "-v")
     assert code == 0, err
-    assert "ok: 4 images, 3 inventories, 21 hosts rendered" in out
+    assert "ok: 5 images, 3 inventories, 24 hosts rendered" in out
     assert "inventories/lab.yaml: 8 hosts rendered" in out
 
 
@@ -95,7 +95,7 @@ def test_images_list_json(checkout: Path) -> None:
     code, out, _ = run("images", "list", "--format", "json")
     assert code == 0
     rows = {r["name"]: r for r in json.loads(out)["images"]}
-    assert set(rows) == {"base", "web", "kv", "blobstore"}
+    assert set(rows) == {"base", "web", "kv", "blobstore", "postgres"}
     assert rows["web"]["version"] == "2.10"
     assert rows["web"]["extends"] == "base"
     assert len(rows["web"]["digest"]) == 64

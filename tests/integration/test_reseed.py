@@ -388,6 +388,35 @@ def test_7b_a_source_that_rots_after_the_scrub_cannot_spread(rl: ReseedLab) -> N
     assert rl.digest("a") == rl.digest("b") == rl.digest("c") == rl.digest("d")
 
 
+def _store_images(rl: ReseedLab, root: Path, reseed: dict[str, str]) -> Path:
+    """The lab's store image with another re-seed spec for its volume."""
+    image = yaml.safe_load((rl.images / "store.yaml").read_text())
+    image["volumes"]["data"]["reseed"] = reseed
+    images = root / "images"
+    images.mkdir()
+    (images / "store.yaml").write_text(yaml.safe_dump(image))
+    return images
+
+
+TAR = {"strategy": "command", "dump": "tar -cf - .", "restore": 'tar -C "$FLEETMEND_STAGING" -xf -'}
+
+
+def test_7c_a_repair_goes_file_by_file_whatever_the_strategy(rl: ReseedLab, tmp_path: Path) -> None:
+    """A volume re-seeded by dump and restore is still repaired file by file: only
+    the disagreeing file travels, verified against the majority's manifest."""
+    fleet = Fleet.load(_store_images(rl, tmp_path, TAR), rl.lab.inventory_path)
+    rl.lab.break_host("c", Fault.CORRUPT_DATA, FaultOptions(volume="data", count=1, seed=3))
+    options = CheckOptions(state_dir=rl.state, ssh_config=None, user_known_hosts=[])
+    (scrubbed,), connections = scrub_fleet(fleet, options, ["rs"])
+    try:
+        assert list(scrubbed.disagreements) == ["c"]
+        (result,) = repair(fleet, options, scrubbed, connections)
+        assert (result.sent, result.files) == (1, 63)
+    finally:
+        connections.close()
+    assert rl.digest("c") == rl.digest("a")
+
+
 def test_8_max_rate_bounds_the_transfer(rl: ReseedLab) -> None:
     run(rl.lab, "d", f"rm {DATA}/objects/o60")  # 180 kB to send
     code, _, err = rl.cli("reseed", "d", "--yes", "--max-rate", "0.1")
@@ -478,8 +507,7 @@ def test_9b_a_source_gone_silent_mid_transfer_is_given_up(
 
 
 def test_10_the_command_strategy_relays_dump_into_restore(rl: ReseedLab, tmp_path: Path) -> None:
-    image = yaml.safe_load((rl.images / "store.yaml").read_text())
-    image["volumes"]["data"]["reseed"] = {
+    reseed = {
         "strategy": "command",
         "dump": "tar --exclude=./tmp -cf - .",
         "restore": (
@@ -487,9 +515,7 @@ def test_10_the_command_strategy_relays_dump_into_restore(rl: ReseedLab, tmp_pat
             'echo "$FLEETMEND_SOURCE" > "$FLEETMEND_STAGING/SOURCE"'
         ),
     }
-    images = tmp_path / "images"
-    images.mkdir()
-    (images / "store.yaml").write_text(yaml.safe_dump(image))
+    images = _store_images(rl, tmp_path, reseed)
     run(rl.lab, "d", f"echo damaged > {DATA}/objects/o1; echo 5 > {DATA}/POSITION")
     result = CliRunner().invoke(
         app,
@@ -501,3 +527,64 @@ def test_10_the_command_strategy_relays_dump_into_restore(rl: ReseedLab, tmp_pat
     run(rl.lab, "d", f"rm {DATA}/SOURCE")
     assert source in ("a", "b", "c")
     assert rl.digest("d") == rl.digest(source)
+
+
+def test_10b_a_restore_without_dump_fetches_from_the_chosen_source(
+    rl: ReseedLab, tmp_path: Path
+) -> None:
+    """As pg_basebackup does: restore runs alone on the target and fetches from the
+    source by the address and vars its template names; every value is one shell
+    word; a restore quiet for longer than the command timeout is waited for."""
+    fetch = (
+        "import sys, urllib.request as u; sys.stdout.buffer.write(u.urlopen(sys.argv[1]).read())"
+    )
+    restore = (
+        f"sleep 5 && python3 -c {shlex.quote(fetch)} "
+        "http://{{ source.address }}:{{ source.vars.export_port }}/data.tar "
+        '| tar -C "$FLEETMEND_STAGING" -xf - && echo {{ note }} > "$FLEETMEND_STAGING/NOTE"'
+    )
+    images = _store_images(rl, tmp_path, {"strategy": "command", "restore": restore})
+    inventory = yaml.safe_load(rl.lab.inventory_path.read_text())
+    inventory["all"]["vars"].update(export_port=8765, note="a b; touch /tmp/pwned")
+    (tmp_path / "inv.yaml").write_text(yaml.safe_dump(inventory))
+    record = rl.lab.record()
+    for host in ("a", "b", "c"):  # what each peer would serve as the source
+        address = record.hosts[host].address
+        run(rl.lab, host, (
+            f"mkdir -p /srv/export && cd {DATA} && tar --exclude=./tmp -cf /srv/export/data.tar . "
+            f"&& (setsid python3 -m http.server --bind {address} 8765 --directory /srv/export "
+            "</dev/null >/dev/null 2>&1 & echo $! > /srv/export.pid)"
+        ))  # fmt: skip
+    run(rl.lab, "d", f"echo damaged > {DATA}/objects/o1")
+    try:
+        result = CliRunner().invoke(
+            app,
+            ["--images", str(images), "-i", str(tmp_path / "inv.yaml"), "--state-dir",
+             str(rl.state), "reseed", "d", "--yes", "--command-timeout", "2"],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+        note = run(rl.lab, "d", f"cat {DATA}/NOTE; rm {DATA}/NOTE").strip()
+        assert note == "a b; touch /tmp/pwned"
+        assert run(rl.lab, "d", "test -e /tmp/pwned && echo yes || echo no").strip() == "no"
+        assert rl.digest("d") == rl.digest("a")
+    finally:
+        for host in ("a", "b", "c"):
+            run(rl.lab, host, "kill $(cat /srv/export.pid); rm -rf /srv/export /srv/export.pid")
+
+
+def test_10c_a_command_that_cannot_render_stops_a_rebuild_before_the_wipe(
+    rl: ReseedLab, tmp_path: Path
+) -> None:
+    images = _store_images(
+        rl, tmp_path, {**TAR, "restore": "tar -C {{ volume.staging }} -xf - {{ nope }}"}
+    )
+    before = rl.digest("d")
+    result = CliRunner().invoke(
+        app,
+        ["--images", str(images), "-i", str(rl.lab.inventory_path), "--state-dir",
+         str(rl.state), "rebuild", "d", "--yes"],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.stderr
+    assert "volumes.data.reseed.restore: 'nope' is undefined (for host d)" in result.stderr
+    assert "reimage" not in result.stderr  # no step ran
+    assert rl.digest("d") == before

@@ -14,8 +14,8 @@ from tests.conftest import write
 
 def test_examples_resolve_without_problems(repo: Path) -> None:
     catalog = Catalog.load(repo / "images")
-    assert {"base", "web", "kv", "blobstore"} <= set(catalog.names())
-    for name in ("web", "kv", "blobstore"):
+    assert {"base", "web", "kv", "blobstore", "postgres"} <= set(catalog.names())
+    for name in ("web", "kv", "blobstore", "postgres"):
         assert catalog.resolve(name).lineage == ["base", name]
 
 
@@ -157,7 +157,7 @@ def test_unknown_image(images: Path) -> None:
     with pytest.raises(InputError) as exc:
         Catalog.load(images).resolve("wbe")
     assert "unknown image 'wbe'" in exc.value.lines()[0]
-    assert "known images: base, blobstore, kv, web" in exc.value.lines()[0]
+    assert "known images: base, blobstore, kv, postgres, web" in exc.value.lines()[0]
 
 
 def test_resolve_ref_reads_another_version_from_its_own_directory(

@@ -45,7 +45,7 @@ def test_production_example_shows_every_variable(repo: Path) -> None:
     assert blob.key_file == "~/.ssh/fleet_ed25519"
     assert blob.ssh_common_args == "-o ProxyJump=ops@bastion.fra.example.com"
     assert inv.host("blob-ams-1.example.com").user == "blobops"
-    assert len(inv.replica_sets) == 4
+    assert len(inv.replica_sets) == 5
     assert inv.replica_sets["kv-sessions"].members == [
         "kv-ams-1.example.com",
         "kv-fra-1.example.com",
@@ -112,7 +112,7 @@ def test_unknown_image_is_named_at_the_variable(in_tmp: Path, repo: Path) -> Non
         Fleet.load(repo / "images", in_tmp / "inv.yaml")
     (line,) = exc.value.lines()
     assert line.startswith("inv.yaml:5: host h1: fleetmend_image: unknown image 'wbe' (hint: ")
-    assert "base, blobstore, kv, web" in line
+    assert "base, blobstore, kv, postgres, web" in line
 
 
 def test_ini_values_are_placed_by_line(in_tmp: Path) -> None:

@@ -94,3 +94,86 @@ def test_preview_another_image_for_a_host(lab: Fleet) -> None:
     state = lab.desired(host, lab.catalog.resolve("base"))
     assert state.image == "base"
     assert "/etc/nginx/sites-enabled/default" not in state.files
+
+
+# -- the `command` re-seed strategy's commands
+
+
+def test_reseed_commands_render_for_the_chosen_source(repo: Path) -> None:
+    prod = Fleet.load(repo / "images", repo / "inventories" / "example-prod.yaml")
+    host = prod.inventory.host("pg-fra-2.example.com")
+    source = prod.inventory.host("pg-fra-3.example.com")
+    restore = prod.reseed_volume(host, "pgdata", source).reseed.restore
+    assert restore is not None
+    assert "--host=198.51.100.43 --port=5433 --username=replicator" in restore  # source's port
+    primary = prod.inventory.host("pg-fra-1.example.com")
+    assert "--port=5432" in (prod.reseed_volume(host, "pgdata", primary).reseed.restore or "")
+    assert "{{ source.address }}" in (prod.image_of(host).volumes["pgdata"].reseed.restore or "")
+    kv = prod.inventory.host("kv-fra-2.example.com")  # the files strategy: nothing to render
+    declared = prod.image_of(kv).volumes["data"]
+    assert prod.reseed_volume(kv, "data", prod.inventory.host("kv-ams-1.example.com")) == declared
+
+
+def _command_fleet(images: Path, restore: str, label: str) -> Fleet:
+    write(
+        images / "cmd.yaml",
+        f"""
+        name: cmd
+        version: "1"
+        volumes:
+          data:
+            path: /srv/data
+            reseed:
+              strategy: command
+              restore: {restore}
+        """,
+    )
+    inventory = write(
+        images.parent / "inv.yaml",
+        f"""
+        all:
+          vars:
+            fleetmend_image: cmd
+            fleetmend_replica_set: rs
+            fleetmend_replica_sets: {{rs: {{min_live: 1}}}}
+            label: {label}
+          hosts:
+            a: {{ansible_host: 127.0.0.1, port_var: 5433}}
+            b: {{ansible_host: 127.0.0.2}}
+        """,
+    )
+    return Fleet.load(images, inventory)
+
+
+def test_every_value_in_a_command_is_one_shell_word(images: Path) -> None:
+    """An inventory value never becomes shell syntax on a host; `| raw` opts out."""
+    restore = "'echo {{ label }} {{ source.vars.port_var }} {{ label | raw }}'"
+    fleet = _command_fleet(images, restore, "'a b; touch /tmp/x'")
+    host, source = fleet.inventory.host("b"), fleet.inventory.host("a")
+    rendered = fleet.reseed_volume(host, "data", source).reseed.restore
+    assert rendered == "echo 'a b; touch /tmp/x' 5433 a b; touch /tmp/x"
+
+
+def test_an_undefined_name_in_a_command_is_found_before_anything_runs(
+    images: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(images.parent)
+    fleet = _command_fleet(images, "'fetch {{ source.vars.pg_port }}'", "x")
+    host = fleet.inventory.host("b")
+    assert [str(p) for p in fleet.reseed_problems(host)] == [
+        "images/cmd.yaml:8: volumes.data.reseed.restore: 'dict object' has no attribute "
+        "'pg_port' (for host b) (hint: define it in the host's or a group's inventory vars "
+        "(the source's are source.vars.NAME), or give a default: {{ name | default('x') }})"
+    ]
+
+
+def test_an_inherited_command_is_placed_in_the_parent_image(
+    images: Path, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(images.parent)
+    write(images / "pg2.yaml", 'name: pg2\nversion: "1"\nextends: postgres\n')
+    fleet = Fleet.load(images, repo / "inventories" / "example-prod.yaml")
+    file, place = fleet.catalog.where(
+        fleet.catalog.resolve("pg2"), ("volumes", "pgdata", "reseed", "restore")
+    )
+    assert (file, place) == ("images/postgres.yaml", "35: volumes.pgdata.reseed.restore")

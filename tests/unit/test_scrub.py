@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from fleetmend.reseed.scrub import compare
+from fleetmend.check import CheckOptions
+from fleetmend.fleet import Fleet
+from fleetmend.reseed.scrub import compare, scrub_fleet
+from fleetmend.transport.ssh import Timeouts
+from tests.conftest import write
 
 
 def f(path: str, digest: str, size: int = 1) -> dict[str, Any]:
@@ -36,3 +41,40 @@ def test_all_agree() -> None:
     same = [f("a", "1")]
     result = compare("rs", "data", {"h1": same, "h2": same, "h3": same})
     assert result.disagreements == {} and result.good_sources == ["h1", "h2", "h3"]
+
+
+def test_a_volume_compared_by_position_is_left_out(tmp_path: Path) -> None:
+    """A database's healthy copies differ on disk: scrub reads no manifest of them
+    (nothing listens at these loopback ports: a read would show as unreachable)."""
+    images = tmp_path / "images"
+    write(
+        images / "db.yaml",
+        """
+        name: db
+        version: "1"
+        volumes:
+          files: {path: /srv/files}
+          pgdata:
+            path: /srv/pg
+            reseed: {strategy: command, restore: "true", compare: position}
+        """,
+    )
+    inventory = write(
+        tmp_path / "inv.yaml",
+        """
+        all:
+          vars:
+            fleetmend_image: db
+            fleetmend_replica_set: rs
+            fleetmend_replica_sets: {rs: {min_live: 1}}
+            ansible_port: 1
+          hosts:
+            h1: {ansible_host: 127.0.0.1}
+            h2: {ansible_host: 127.0.0.1}
+        """,
+    )
+    fleet = Fleet.load(images, inventory)
+    options = CheckOptions(tmp_path, timeouts=Timeouts(connect=2), ssh_config=None)
+    results, connections = scrub_fleet(fleet, options, ["rs"])
+    connections.close()
+    assert [(r.volume, r.unreachable) for r in results] == [("files", ["h1", "h2"])]

@@ -68,8 +68,10 @@ def reseed_host(
                 return r.verdict in (Verdict.CONFORMANT, Verdict.DRIFTED) and rc in (0, None)
 
             # three or more copies: the majority decides, from manifests read at once
+            # (unless healthy copies of this data differ on disk: position decides)
+            by_manifest = volume.reseed.compare == "manifest"
             manifests: dict[str, Manifest] = {}
-            if len(peers) >= 2:
+            if len(peers) >= 2 and by_manifest:
                 healthy_peers = [p for p in peers if healthy(p)]
                 with ThreadPoolExecutor(max_workers=max(1, len(healthy_peers))) as pool:
                     found = pool.map(
@@ -82,8 +84,8 @@ def reseed_host(
                 digest = None
                 if peer.name in manifests:
                     digest = content_digest(manifests[peer.name])
-                elif healthy(peer) and len(peers) < 2:
-                    digest = "-"
+                elif healthy(peer) and (len(peers) < 2 or not by_manifest):
+                    digest = "-"  # not compared
                 candidates.append(
                     Candidate(
                         host=peer.name,
@@ -114,7 +116,7 @@ def reseed_host(
             results.append(
                 reseed_volume(
                     name,
-                    volume,
+                    fleet.reseed_volume(host, name, source),  # commands rendered for it
                     conn(source),
                     conn(host),
                     max_rate=options.max_rate,

@@ -21,6 +21,7 @@ from typing import Any
 from fleetmend import audit, statedb
 from fleetmend.check import CheckOptions
 from fleetmend.fleet import Fleet
+from fleetmend.images import ReseedSpec
 from fleetmend.inventory import Host
 from fleetmend.reseed.transfer import ReseedError, VolumeResult, manifest, reseed_volume
 from fleetmend.transport.ssh import Connection, Connections, KnownHosts, Unreachable
@@ -98,6 +99,8 @@ def read_manifests(
     for name in replica_sets:
         members = [fleet.inventory.host(m) for m in fleet.inventory.replica_sets[name].members]
         for volume_name, volume in sorted(fleet.image_of(members[0]).volumes.items()):
+            if volume.reseed.compare != "manifest":
+                continue  # healthy copies differ on disk: the data's own tools check it
             jobs += [((name, volume_name, m.name), m, volume.path, volume.exclude) for m in members]
 
     def read(job: tuple[Copy, Host, str, list[str]]) -> list[dict[str, Any]] | None:
@@ -160,7 +163,10 @@ def repair(
             scrubbed.good_sources, key=lambda s: (fleet.inventory.host(s).site != host.site, s)
         )
         source = fleet.inventory.host(sources[0])
-        volume = fleet.image_of(host).volumes[scrubbed.volume]
+        # file by file, whatever the volume's strategy: only the disagreeing files
+        # travel, verified against the majority's manifest
+        declared = fleet.image_of(host).volumes[scrubbed.volume]
+        volume = declared.model_copy(update={"reseed": ReseedSpec()})
 
         def conn(h: Host) -> Connection:
             return connections.get(target_for(h, fleet.inventory.source, check.ssh_config))

@@ -3,7 +3,9 @@
 A candidate is a peer of the target's replica set. It is rejected when it is
 unreachable, unhealthy (its check verdict, or its volume's health command),
 behind a fresher healthy peer (the volume's `position`), or, with three or more
-copies, when its data manifest disagrees with the majority. Among the rest the
+copies, when its data manifest disagrees with the majority (the caller gives
+every candidate the same manifest for a volume compared by position only, whose
+healthy copies differ on disk). Among the rest the
 same site is preferred. A forced source (`--from`) is still refused when a rule
 rejects it, unless a person overrides with a reason (audited by the caller).
 """

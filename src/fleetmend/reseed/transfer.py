@@ -15,7 +15,6 @@ import shlex
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Any
 
 from fleetmend.errors import FleetmendError
@@ -30,7 +29,7 @@ from fleetmend.reseed.exchange import (
     relay,
 )
 from fleetmend.reseed.helpers import MANIFEST, RECEIVER, SENDER, SWAP
-from fleetmend.transport.ssh import Connection
+from fleetmend.transport.ssh import Connection, Result
 
 
 class ReseedError(FleetmendError):
@@ -48,11 +47,6 @@ class VolumeResult:
     kept_from_staging: int
     seconds: float
     position: str | None
-
-
-def staging_path(volume: VolumeSpec) -> str:
-    path = PurePosixPath(volume.path)
-    return str(path.parent / f".{path.name}.fleetmend-staging")
 
 
 # The system's interpreter first, like Ansible's interpreter discovery: it is always
@@ -111,16 +105,18 @@ def _position(conn: Connection, volume: VolumeSpec) -> str | None:
 def _reseed_command(
     name: str, volume: VolumeSpec, source: Connection, target: Connection, max_rate: float | None
 ) -> VolumeResult:
-    """The `command` strategy: `dump` on the source, relayed into `restore` on the target.
+    """The `command` strategy: `dump` on the source, relayed into `restore` on the
+    target; without `dump`, `restore` alone, fetching from the source itself.
 
-    `restore` writes into $FLEETMEND_STAGING; FLEETMEND_SOURCE (the source's
-    name) and FLEETMEND_SOURCE_ADDRESS are set for it. The staging directory is
-    swapped in only when restore succeeded and the volume's health command
-    passes on it; the old data stays until then.
+    The commands come rendered (`Fleet.reseed_volume`). `restore` writes into
+    $FLEETMEND_STAGING; FLEETMEND_SOURCE (the source's name) and
+    FLEETMEND_SOURCE_ADDRESS are set for it. The staging directory is swapped in
+    only when restore succeeded and the volume's health command passes on it;
+    the old data stays until then.
     """
     start = time.monotonic()
-    assert volume.reseed.dump is not None and volume.reseed.restore is not None
-    staging = staging_path(volume)
+    assert volume.reseed.restore is not None
+    staging = volume.staging
     env = (
         f"FLEETMEND_STAGING={shlex.quote(staging)} "
         f"FLEETMEND_SOURCE={shlex.quote(source.target.name)} "
@@ -133,20 +129,28 @@ def _reseed_command(
     restore = target.stream(
         f"cd {shlex.quote(staging)} && {env} sh -c {shlex.quote(volume.reseed.restore)}"
     )
-    dump = source.stream(
-        f"cd {shlex.quote(volume.path)} && sh -c {shlex.quote(volume.reseed.dump)}"
-    )
-    dump.close_input()
-    moved = relay(dump, restore, max_rate)
-    dumped = dump.finish()
-    restore.close_input()
-    restored = restore.finish()
+    moved = 0
+    if volume.reseed.dump is None:  # restore fetches from the source: wait for it
+        restore.close_input()
+        dumped, restored = Result("", "", 0, 0.0), restore.wait()
+    else:
+        dump = source.stream(
+            f"cd {shlex.quote(volume.path)} && sh -c {shlex.quote(volume.reseed.dump)}"
+        )
+        dump.close_input()
+        moved = relay(dump, restore, max_rate)
+        dumped = dump.finish()
+        restore.close_input()
+        restored = restore.finish()
     if dumped.exit_code != 0 or restored.exit_code != 0:
         target.run(f"rm -rf {shlex.quote(staging)}")
+        exits = f"restore exited {restored.exit_code}"
+        if volume.reseed.dump is not None:
+            exits = f"dump exited {dumped.exit_code}, {exits}"
         raise ReseedError(
             f"re-seed of {target.target.name}:{volume.path} from {source.target.name} stopped, "
-            f"live data untouched: dump exited {dumped.exit_code}, restore exited "
-            f"{restored.exit_code}: {(dumped.stderr + restored.stderr).strip()[-300:]}"
+            f"live data untouched: {exits}: "
+            f"{(dumped.stderr + restored.stderr).strip()[-300:]}"
         )
     if volume.health:
         healthy = target.run(f"cd {shlex.quote(staging)} && sh -c {shlex.quote(volume.health)}")
@@ -202,7 +206,7 @@ def reseed_volume(
     with ThreadPoolExecutor(max_workers=1) as pool:
         source_position = pool.submit(_position, source, volume)
         _run_hook(target, volume, volume.hooks.before_reseed, "before_reseed")
-        receive = _python(RECEIVER, volume.path, staging_path(volume))
+        receive = _python(RECEIVER, volume.path, volume.staging)
         send = _sender(volume, "serve" if source_manifest is not None else "manifest")
         fast = None
         if not (max_rate or tamper):

@@ -449,11 +449,56 @@ class Stream:
         """Read what is left, wait for the exit code."""
         start = time.monotonic()
         deadline = start + 3600
-        stdout = _read_all(self.channel, deadline, stderr=False)
-        stderr = _read_all(self.channel, deadline, stderr=True)
+        try:
+            stdout = _read_all(self.channel, deadline, stderr=False)
+            stderr = _read_all(self.channel, deadline, stderr=True)
+        except TimeoutError:
+            self.channel.close()
+            raise Unreachable(self.host, Reason.TIMEOUT, "stream stalled before its end") from None
         code = self.channel.recv_exit_status()
         self.channel.close()
         return Result(stdout.decode(errors="replace"), stderr.decode(errors="replace"), code, 0.0)
+
+    def wait(self, keep: int = 1 << 16) -> Result:
+        """Wait for the command's exit however long it runs (a database's base backup
+        takes hours), keeping the last `keep` bytes of its stdout and stderr.
+
+        Each time it has been quiet for the channel's timeout, the host must open
+        a new session on the same connection: one that cannot (gone silent, as on
+        power loss) is given up.
+        """
+        channel = self.channel
+        limit = channel.gettimeout() or 60.0
+        out, err = bytearray(), bytearray()
+        quiet_since = time.monotonic()
+        while not channel.exit_status_ready() or channel.recv_ready():
+            if channel.recv_ready() or channel.recv_stderr_ready():
+                if channel.recv_ready():
+                    out = (out + channel.recv(1 << 16))[-keep:]
+                if channel.recv_stderr_ready():
+                    err = (err + channel.recv_stderr(1 << 16))[-keep:]
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since > limit:
+                self._answers(limit)
+                quiet_since = time.monotonic()
+            else:
+                channel.status_event.wait(0.1)
+        while channel.recv_stderr_ready():
+            err = (err + channel.recv_stderr(1 << 16))[-keep:]
+        code = channel.recv_exit_status()
+        channel.close()
+        return Result(out.decode(errors="replace"), err.decode(errors="replace"), code, 0.0)
+
+    def _answers(self, limit: float) -> None:
+        transport = self.channel.get_transport()
+        try:
+            assert transport is not None
+            transport.open_session(timeout=limit).close()
+        except (AssertionError, paramiko.SSHException, OSError, EOFError):
+            self.channel.close()
+            raise Unreachable(
+                self.host, Reason.TIMEOUT, f"silent for {limit:g}s and opens no new session"
+            ) from None
 
 
 def _read_all(channel: paramiko.Channel, deadline: float, *, stderr: bool) -> bytes:
