@@ -231,13 +231,7 @@ def _reseed(host: Host, ctx: Context, run_id: str, seq: int) -> StepResult:
     results = reseed_host(ctx.fleet, host, ctx.check, ctx.reseed)
     if not results:
         return "no data volumes", False
-    return "; ".join(
-        f"{r.volume} from {r.source}: {r.sent} of {r.files} files sent ({r.bytes} bytes), "
-        f"{r.copied_locally} kept locally"
-        + (f", {r.kept_from_staging} resumed from staging" if r.kept_from_staging else "")
-        + f", position {r.position}, {r.seconds:.1f}s"
-        for r in results
-    ), False
+    return "; ".join(r.describe() for r in results), False
 
 
 def _restart_service(host: Host, ctx: Context, run_id: str, seq: int) -> StepResult:

@@ -523,6 +523,7 @@ def test_10_the_command_strategy_relays_dump_into_restore(rl: ReseedLab, tmp_pat
          "reseed", "d", "--yes"],
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
+    assert "restored by its command (" in result.stderr and " bytes relayed)" in result.stderr
     source = run(rl.lab, "d", f"cat {DATA}/SOURCE").strip()
     run(rl.lab, "d", f"rm {DATA}/SOURCE")
     assert source in ("a", "b", "c")
@@ -563,6 +564,7 @@ def test_10b_a_restore_without_dump_fetches_from_the_chosen_source(
              str(rl.state), "reseed", "d", "--yes", "--command-timeout", "2"],
         )  # fmt: skip
         assert result.exit_code == 0, result.stderr
+        assert "restored by its command (fetched by the target)" in result.stderr
         note = run(rl.lab, "d", f"cat {DATA}/NOTE; rm {DATA}/NOTE").strip()
         assert note == "a b; touch /tmp/pwned"
         assert run(rl.lab, "d", "test -e /tmp/pwned && echo yes || echo no").strip() == "no"

@@ -47,6 +47,22 @@ class VolumeResult:
     kept_from_staging: int
     seconds: float
     position: str | None
+    strategy: str = "files"
+
+    def describe(self) -> str:
+        """One line for a person: what came from where, and where the copy stands."""
+        if self.strategy == "command":
+            relayed = f"{self.bytes} bytes relayed" if self.bytes else "fetched by the target"
+            how = f"restored by its command ({relayed})"
+        else:
+            how = (
+                f"{self.sent} of {self.files} files sent ({self.bytes} bytes), "
+                f"{self.copied_locally} kept locally"
+            )
+            if self.kept_from_staging:
+                how += f", {self.kept_from_staging} resumed from staging"
+        where = f"position {self.position}, {self.seconds:.1f}s"
+        return f"{self.volume} from {self.source}: {how}, {where}"
 
 
 # The system's interpreter first, like Ansible's interpreter discovery: it is always
@@ -174,6 +190,7 @@ def _reseed_command(
         kept_from_staging=0,
         seconds=time.monotonic() - start,
         position=_position(target, volume),
+        strategy="command",
     )
 
 
