@@ -5,8 +5,9 @@
 set -euo pipefail
 
 packages=(python3 python3-venv python3-pip python3-apt openssh-server openssh-client rsync iproute2 util-linux procps)
-# `--test`: what only the test suite needs (a real headless browser renders the drill report)
-if [ "${1:-}" = "--test" ]; then packages=(chromium); fi
+# `--test`: what only the test suite needs (a real headless browser renders the drill
+# report; real PostgreSQL servers, started inside lab hosts, test the postgres image)
+if [ "${1:-}" = "--test" ]; then packages=(chromium postgresql-15); fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -24,6 +25,12 @@ if ! command -v apt-get >/dev/null; then
   exit 1
 fi
 echo "installing Debian packages: ${missing[*]}"
+if [[ " ${missing[*]} " == *" postgresql-15 "* ]] && [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+  # the tests make their own clusters in lab hosts: no default cluster, no server
+  # left running on this machine
+  mkdir -p /etc/postgresql-common
+  echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf
+fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -423,6 +423,8 @@ def reseed_command(
         ),
     ] = None,
     max_rate: MaxRateOption = None,
+    trip_wire: TripWire = 0.5,
+    override: Override = None,
     yes: Yes = False,
     forks: ForksOption = DEFAULT_FORKS,
     timeout: TimeoutOption = 10.0,
@@ -436,7 +438,9 @@ def reseed_command(
     majority (three or more copies) and, among equals, is in the same site.
     Only files that differ are sent; everything is verified against the
     source's manifest before one atomic swap, so the old data stays until the
-    new copy is whole. Destructive: shows the plan and asks (`--yes`).
+    new copy is whole. When most of the replica set looks failed (the trip
+    wire), it stops unless `--override-trip-wire REASON` (audited). Destructive:
+    shows the plan and asks (`--yes`).
     """
     options = ReseedOptions(
         volumes=tuple(volume or ()),
@@ -445,7 +449,7 @@ def reseed_command(
         max_rate=max_rate * 1e6 if max_rate else None,
     )
     _act_on(
-        ctx, ActionKind.RESEED, [host], yes, Policy(),
+        ctx, ActionKind.RESEED, [host], yes, Policy(trip_wire=trip_wire, override=override),
         forks, timeout, command_timeout, waivers, ssh_config, options,
     )  # fmt: skip
 
