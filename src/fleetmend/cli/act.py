@@ -435,12 +435,14 @@ def reseed_command(
     """Replace a host's data volumes with a verified copy from a healthy, fresh peer.
 
     The source is reachable, healthy, at the freshest position, agrees with the
-    majority (three or more copies) and, among equals, is in the same site.
-    Only files that differ are sent; everything is verified against the
-    source's manifest before one atomic swap, so the old data stays until the
-    new copy is whole. When most of the replica set looks failed (the trip
-    wire), it stops unless `--override-trip-wire REASON` (audited). Destructive:
-    shows the plan and asks (`--yes`).
+    majority of manifests (three or more copies; not for `compare: position`
+    volumes) and, among equals, is in the same site. Only files that differ are
+    sent; everything is verified against the source's manifest before one atomic
+    swap, so the old data stays until the new copy is whole (the `command`
+    strategy: the volume's restore, checked by its health command). When most
+    of the replica set looks failed (the trip wire), it stops unless
+    `--override-trip-wire REASON` (audited). Destructive: shows the plan and
+    asks (`--yes`).
     """
     options = ReseedOptions(
         volumes=tuple(volume or ()),
