@@ -318,6 +318,31 @@ def test_5b_a_stream_that_breaks_the_protocol_is_refused(rl: ReseedLab) -> None:
     assert rl.digest("d") == before
 
 
+def test_5c_a_target_without_room_is_refused_before_the_data_comes(rl: ReseedLab) -> None:
+    """The copy would not fit next to the volume: refused as the manifest comes,
+    not at ENOSPC hours later, and the live data is untouched."""
+    small = "/srv/small"
+    run(rl.lab, "a", f"mkdir -p {small}/data && head -c 3M /dev/urandom > {small}/data/big "
+        f"&& echo s > {small}/data/s")  # fmt: skip
+    run(rl.lab, "d", f"mkdir -p {small} && mount -t tmpfs -o size=2m tmpfs {small} && "
+        f"mkdir {small}/data && echo live > {small}/data/keep")  # fmt: skip
+    store = rl.fleet.catalog.resolve("store").volumes["data"]
+    volume = store.model_copy(update={"path": f"{small}/data", "position": None})
+    try:
+        room = r"no room for the copy next to /srv/small/data: .* needs at least 3\.1 MB, its "
+        room += r"filesystem has 2\.1 MB free \(free space or grow it, then re-run\)$"
+        with (
+            rl.conn("a") as source,
+            rl.conn("d") as target,
+            pytest.raises(ReseedError, match=room),
+        ):
+            reseed_volume("data", volume, source, target)
+        assert run(rl.lab, "d", f"cat {small}/data/keep").strip() == "live"
+    finally:
+        run(rl.lab, "d", f"umount {small} && rmdir {small}")
+        run(rl.lab, "a", f"rm -rf {small}")
+
+
 def test_6_no_safe_source_says_why_for_each(rl: ReseedLab) -> None:
     # a is down; b and c disagree, and with no majority neither can be trusted
     rl.lab.break_host("a", Fault.DOWN)

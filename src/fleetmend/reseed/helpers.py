@@ -358,16 +358,29 @@ def admit(e):
         p = os.path.join(staging, rel)
         if not os.path.isdir(p) or os.path.islink(p): clear(p); os.makedirs(p, exist_ok=True)
         made.add(p); return
-    if t != "f" or rel in expect: return
+    if t != "f": return
+    if rel in expect:  # listed up front: it comes
+        need(e["s"]); return
     dst = os.path.join(staging, rel)
     if not fresh and keep_staged(rel, e, dst): count["kept"] += 1
     elif link_live(rel, e, dst): count["copied"] += 1
     elif listed: fail("local copy missing: %r" % rel)
     elif budget is None or asked + e["s"] <= budget:
-        expect.add(rel); asks.append(rel); asked += e["s"]
+        need(e["s"]); expect.add(rel); asks.append(rel); asked += e["s"]
     else:
-        deferred.append(rel)
+        need(e["s"]); deferred.append(rel)
     progress(e["s"])
+needed = {"bytes": 0, "files": 0}
+def need(size):  # what comes from the source must fit: refused before it comes, not at ENOSPC
+    needed["bytes"] += -(-size // room["block"]) * room["block"]; needed["files"] += 1
+    what = None
+    if needed["bytes"] > room["bytes"]:
+        what = "%.1f MB, its filesystem has %.1f MB free" % (needed["bytes"] / 1e6, room["bytes"] / 1e6)
+    elif room["inodes"] is not None and needed["files"] > room["inodes"]:
+        what = "%d inodes, its filesystem has %d free" % (needed["files"], room["inodes"])
+    if what:
+        fail("no room for the copy next to %s: what must come from the source needs at least %s "
+             "(free space or grow it, then re-run)" % (live, what))
 def ask():
     global asks
     if asks: say({"want": asks}); asks = []
@@ -409,6 +422,9 @@ budget = plan.get("budget")
 fresh = not os.path.lexists(staging)
 os.makedirs(staging, exist_ok=True)
 os.chmod(staging, 0o700)
+vfs = os.statvfs(staging)
+room = {"bytes": vfs.f_bavail * vfs.f_frsize, "block": vfs.f_frsize or 4096,
+        "inodes": vfs.f_favail if vfs.f_files else None}  # no inode limit (btrfs): None
 manifest_done = plan.get("manifest") is not None
 for i, e in enumerate(plan.get("manifest") or ()):
     admit(e)

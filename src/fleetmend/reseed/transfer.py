@@ -262,10 +262,11 @@ def reseed_volume(
                 for key in ("received", "bytes"):
                     totals[key] = int(totals[key]) + int(outcome.get(key, 0))
         if not outcome.get("ok"):
+            said_by_source = failure(sent.stderr) if sent.exit_code else ""
             raise ReseedError(
                 f"re-seed of {target.target.name}:{volume.path} from {source.target.name} "
                 f"stopped, live data untouched: {outcome.get('error')}"
-                + (f" (source: {failure(sent.stderr)})" if sent.exit_code else "")
+                + (f" (source: {said_by_source})" if said_by_source else "")
             )
         _run_hook(target, volume, volume.hooks.after_reseed, "after_reseed")
         position = _position(target, volume)
