@@ -90,7 +90,7 @@ class Fleet:
         if volume.reseed.strategy != "command":
             return volume
         peers = self.inventory.peers(host)
-        context = command_context(image, host, peers, source, volume, volume.staging)
+        context = command_context(image, host, peers, source, volume)
         rendered: dict[str, str] = {}
         for field in ("dump", "restore"):
             text = getattr(volume.reseed, field)

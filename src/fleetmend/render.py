@@ -297,7 +297,7 @@ def command_syntax(text: str) -> str | None:
 
 
 def command_context(
-    image: Image, host: Host, peers: list[Host], source: Host, volume: VolumeSpec, staging: str
+    image: Image, host: Host, peers: list[Host], source: Host, volume: VolumeSpec
 ) -> dict[str, Any]:
     """What a re-seed command sees: the target's template variables, the chosen
     `source` (name, address, site, vars) and the `volume` (path, staging)."""
@@ -308,7 +308,7 @@ def command_context(
         "site": source.site,
         "vars": dict(source.vars),
     }
-    context["volume"] = {"path": volume.path, "staging": staging}
+    context["volume"] = {"path": volume.path, "staging": volume.staging}
     return context
 
 
