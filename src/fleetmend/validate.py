@@ -67,6 +67,7 @@ def validate(images_dir: Path, inventories: list[Path]) -> Report:
         report.inventories.append(inventory.source)
         report.problems.extend(image_problems(inventory, catalog))
         template_dir = display_path(catalog.templates.root)
+        fleet = Fleet(catalog, inventory)
         for host in inventory.managed():
             if host.image not in report.images:
                 continue  # a broken or unknown image: already reported
@@ -76,7 +77,7 @@ def validate(images_dir: Path, inventories: list[Path]) -> Report:
             except InputError as exc:
                 report.problems.extend(exc.problems)
                 continue
-            reseed = Fleet(catalog, inventory).reseed_problems(host)
+            reseed = fleet.reseed_problems(host)
             if reseed:
                 report.problems.extend(reseed)
                 continue

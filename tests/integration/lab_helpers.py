@@ -7,11 +7,14 @@ import socket
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import paramiko
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from fleetmend.cli.app import app
@@ -23,6 +26,32 @@ def os_release() -> tuple[str, str]:
     lines = Path("/etc/os-release").read_text().splitlines()
     values = dict(line.split("=", 1) for line in lines if "=" in line)
     return values["ID"].strip('"'), values["VERSION_ID"].strip('"')
+
+
+def write_replica_set(
+    root: Path, image: dict[str, Any], net: str, hosts: Sequence[str], **host_vars: Any
+) -> tuple[Path, Path]:
+    """`root/images/` holding `image` (on this machine's OS, as lab hosts are) and an
+    inventory of `hosts` at `net`.11 and up, all built from it in one replica set `rs`."""
+    os_id, version_id = os_release()
+    images = root / "images"
+    (images / "templates").mkdir(parents=True)
+    pinned = {**image, "os": {"id": os_id, "version_id": version_id}}
+    (images / f"{image['name']}.yaml").write_text(yaml.safe_dump(pinned))
+    inventory = {
+        "all": {
+            "vars": {
+                "ansible_port": 2200,
+                "fleetmend_image": image["name"],
+                "fleetmend_replica_set": "rs",
+                "fleetmend_replica_sets": {"rs": {"min_live": 1}},
+                **host_vars,
+            },
+            "hosts": {h: {"ansible_host": f"{net}{i}"} for i, h in enumerate(hosts, start=11)},
+        }
+    }
+    (root / "fleet.yaml").write_text(yaml.safe_dump(inventory))
+    return images, root / "fleet.yaml"
 
 
 def require_root() -> None:

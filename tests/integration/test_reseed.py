@@ -32,7 +32,7 @@ from fleetmend.reseed.scrub import repair, scrub_fleet
 from fleetmend.reseed.transfer import ReseedError, content_digest, manifest, reseed_volume
 from fleetmend.transport.ssh import Connection, KnownHosts, Result, Timeouts, Unreachable
 from fleetmend.transport.target import target_for
-from tests.integration.lab_helpers import CliLab, os_release, require_root, run
+from tests.integration.lab_helpers import CliLab, require_root, run, write_replica_set
 
 NET = "127.77.203."
 HOSTS = ("a", "b", "c", "d")
@@ -40,13 +40,9 @@ DATA = "/srv/data"
 
 
 def write_inputs(root: Path) -> tuple[Path, Path]:
-    images = root / "images"
-    (images / "templates").mkdir(parents=True)
-    os_id, version_id = os_release()
     store = {
         "name": "store",
         "version": "1",
-        "os": {"id": os_id, "version_id": version_id},
         "volumes": {
             "data": {
                 "path": DATA,
@@ -56,20 +52,7 @@ def write_inputs(root: Path) -> tuple[Path, Path]:
             }
         },
     }
-    (images / "store.yaml").write_text(yaml.safe_dump(store))
-    inventory = {
-        "all": {
-            "vars": {
-                "ansible_port": 2200,
-                "fleetmend_image": "store",
-                "fleetmend_replica_set": "rs",
-                "fleetmend_replica_sets": {"rs": {"min_live": 1}},
-            },
-            "hosts": {h: {"ansible_host": f"{NET}{i}"} for i, h in enumerate(HOSTS, start=11)},
-        }
-    }
-    (root / "fleet.yaml").write_text(yaml.safe_dump(inventory))
-    return images, root / "fleet.yaml"
+    return write_replica_set(root, store, NET, HOSTS)
 
 
 _MAKE = (

@@ -18,7 +18,7 @@ import yaml
 
 from fleetmend.fleet import Fleet
 from fleetmend.lab import Lab
-from tests.integration.lab_helpers import CliLab, os_release, require_root, run
+from tests.integration.lab_helpers import CliLab, require_root, run, write_replica_set
 
 NET = "127.77.205."
 HOSTS = ("p1", "p2", "p3")
@@ -41,11 +41,9 @@ SQL = f"{AS_PG} psql -XAtc"
 def write_inputs(root: Path) -> tuple[Path, Path]:
     example = yaml.safe_load((REPO / "images" / "postgres.yaml").read_text())
     volume = example["volumes"]["pgdata"]
-    os_id, version_id = os_release()
     image = {
         "name": "pg",
         "version": "1",
-        "os": {"id": os_id, "version_id": version_id},
         "volumes": {
             "pgdata": {
                 "path": PGDATA,
@@ -63,23 +61,7 @@ def write_inputs(root: Path) -> tuple[Path, Path]:
             }
         },
     }
-    images = root / "images"
-    images.mkdir()
-    (images / "pg.yaml").write_text(yaml.safe_dump(image))
-    inventory = {
-        "all": {
-            "vars": {
-                "ansible_port": 2200,
-                "fleetmend_image": "pg",
-                "fleetmend_replica_set": "pg",
-                "fleetmend_replica_sets": {"pg": {"min_live": 1}},
-                "pg_replication_user": "replicator",
-            },
-            "hosts": {h: {"ansible_host": f"{NET}{i}"} for i, h in enumerate(HOSTS, start=11)},
-        }
-    }
-    (root / "fleet.yaml").write_text(yaml.safe_dump(inventory))
-    return images, root / "fleet.yaml"
+    return write_replica_set(root, image, NET, HOSTS, pg_replication_user="replicator")
 
 
 PRIMARY = (

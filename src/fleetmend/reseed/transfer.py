@@ -145,19 +145,16 @@ def _reseed_command(
     restore = target.stream(
         f"cd {shlex.quote(staging)} && {env} sh -c {shlex.quote(volume.reseed.restore)}"
     )
-    moved = 0
-    if volume.reseed.dump is None:  # restore fetches from the source: wait for it
-        restore.close_input()
-        dumped, restored = Result("", "", 0, 0.0), restore.wait()
-    else:
+    moved, dumped = 0, Result("", "", 0, 0.0)
+    if volume.reseed.dump is not None:  # else restore fetches from the source itself
         dump = source.stream(
             f"cd {shlex.quote(volume.path)} && sh -c {shlex.quote(volume.reseed.dump)}"
         )
         dump.close_input()
         moved = relay(dump, restore, max_rate)
         dumped = dump.finish()
-        restore.close_input()
-        restored = restore.finish()
+    restore.close_input()
+    restored = restore.wait()  # however long it takes after its input ends, while it answers
     if dumped.exit_code != 0 or restored.exit_code != 0:
         target.run(f"rm -rf {shlex.quote(staging)}")
         exits = f"restore exited {restored.exit_code}"

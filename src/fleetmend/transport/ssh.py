@@ -492,9 +492,10 @@ class Stream:
     def _answers(self, limit: float) -> None:
         transport = self.channel.get_transport()
         try:
-            assert transport is not None
+            if transport is None:
+                raise EOFError("connection closed")
             transport.open_session(timeout=limit).close()
-        except (AssertionError, paramiko.SSHException, OSError, EOFError):
+        except (paramiko.SSHException, OSError, EOFError):
             self.channel.close()
             raise Unreachable(
                 self.host, Reason.TIMEOUT, f"silent for {limit:g}s and opens no new session"
