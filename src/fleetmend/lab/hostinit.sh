@@ -31,6 +31,13 @@ chmod 700 "$root/root/.ssh"
 cp "$labdir/id_ed25519.pub" "$root/root/.ssh/authorized_keys"
 chmod 600 "$root/root/.ssh/authorized_keys"
 cp "$hostdir/sshd_config" "$root/run/fleetmend-lab/sshd_config"
+# Root's shell start-up files are a fresh Debian server's, not this machine's: sshd
+# runs every command through them, and a developer's (a version manager's init,
+# say) would slow every command and put its tools on the host's PATH.
+for f in bashrc profile; do
+  if [ -f "/usr/share/base-files/dot.$f" ]; then cp "/usr/share/base-files/dot.$f" "$root/root/.$f"; fi
+done
+rm -f "$root/root/.bash_profile" "$root/root/.bash_login"
 printf '%s\n' "$name" > "$root/etc/hostname"
 hostname "$name"
 
