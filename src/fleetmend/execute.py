@@ -146,9 +146,10 @@ def _run_action(run_id: str, action: Action, ctx: Context) -> bool:
             try:
                 detail, skipped = _STEP_FUNCS[step.name](host, ctx, run_id, step.seq)
             except FleetmendError as exc:
-                journal.finish_step(run_id, step.seq, exc.message, failed=True)
+                said = "; ".join(exc.lines())  # the hint too: what to do about it
+                journal.finish_step(run_id, step.seq, said, failed=True)
                 if ctx.on_step:
-                    ctx.on_step(host.name, step.name, f"failed: {exc.message}")
+                    ctx.on_step(host.name, step.name, f"failed: {said}")
                 return False
             journal.finish_step(run_id, step.seq, detail, skipped=skipped)
             if ctx.on_step:
