@@ -101,6 +101,16 @@ MIGRATIONS: list[str] = [
         report TEXT NOT NULL
     );
     """,
+    # 4: the hashes of each copy's files, by stat key (reseed/memory.py)
+    """
+    CREATE TABLE hashes (
+        host TEXT NOT NULL,
+        path TEXT NOT NULL,
+        taken_at REAL NOT NULL,
+        entries BLOB NOT NULL,
+        PRIMARY KEY (host, path)
+    );
+    """,
 ]
 
 

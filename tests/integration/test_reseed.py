@@ -28,6 +28,7 @@ from fleetmend.lab.faults import FaultOptions
 from fleetmend.reseed import exchange, transfer
 from fleetmend.reseed.exchange import exchange_openssh
 from fleetmend.reseed.helpers import RECEIVER
+from fleetmend.reseed.memory import HashMemory
 from fleetmend.reseed.scrub import repair, scrub_fleet
 from fleetmend.reseed.transfer import ReseedError, content_digest, manifest, reseed_volume
 from fleetmend.transport.ssh import Connection, KnownHosts, Result, Timeouts, Unreachable
@@ -165,6 +166,55 @@ def test_2b_a_change_over_the_budget_comes_over_openssh(
     finally:
         for host in ("a", "d"):
             run(rl.lab, host, f"rm -f {DATA}/objects/big2")
+
+
+def test_2c_a_source_hashes_only_what_changed_since_it_was_last_hashed(
+    rl: ReseedLab, tmp_path: Path
+) -> None:
+    """Two copies (no majority to read first): the source takes the hashes fleetmend
+    remembers for files untouched since, and hashes the rest. A remembered hash the
+    source's bytes no longer match (rot that left the stat as it was) cannot reach
+    the target: the re-seed stops and says so, and `--rehash` hashes afresh."""
+    inventory = yaml.safe_load(rl.lab.inventory_path.read_text())
+    hosts = inventory["all"]["hosts"]
+    inventory["all"]["hosts"] = {h: hosts[h] for h in ("a", "d")}
+    inventory["all"].pop("children", None)
+    (tmp_path / "pair.yaml").write_text(yaml.safe_dump(inventory))
+
+    def reseed(*extra: str) -> tuple[int, str]:
+        result = CliRunner().invoke(
+            app,
+            ["--images", str(rl.images), "-i", str(tmp_path / "pair.yaml"),
+             "--state-dir", str(rl.state), "reseed", "d", "--yes", *extra],
+        )  # fmt: skip
+        return result.exit_code, result.stderr
+
+    time.sleep(2.1)  # every file of a settled: its hash may be remembered
+    run(rl.lab, "d", f"echo damaged > {DATA}/objects/o4")
+    code, err = reseed("--rehash")
+    assert code == 0, err
+    assert "1 of 63 files sent" in err and "remembered" not in err
+    run(rl.lab, "d", f"echo damaged > {DATA}/objects/o5")
+    code, err = reseed()
+    assert code == 0, err
+    assert "1 of 63 files sent" in err and "63 unchanged at the source (hashes remembered)" in err
+    assert rl.digest("d") == rl.digest("a")
+
+    memory = HashMemory(rl.state)  # o6's hash, as if a's copy rotted since it was taken
+    known = memory.recall("a", DATA)
+    known["objects/o6"][5] = hashlib.sha256(b"what o6 held when it was hashed").hexdigest()
+    lied = [{"p": p, "t": "f", "k": v[:5], "h": v[5]} for p, v in known.items()]
+    memory.remember("a", DATA, lied)
+    run(rl.lab, "d", f"echo damaged > {DATA}/objects/o6")
+    before = rl.digest("d")
+    code, err = reseed()
+    assert code != 0
+    assert "'objects/o6' does not match the hash remembered for it at the source" in err, err
+    assert "--rehash" in err
+    assert rl.digest("d") == before  # live data untouched
+    code, err = reseed("--rehash")
+    assert code == 0, err
+    assert rl.digest("d") == rl.digest("a")
 
 
 def test_3_a_byte_corrupted_in_transit_is_never_swapped_in(rl: ReseedLab) -> None:

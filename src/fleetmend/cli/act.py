@@ -192,6 +192,7 @@ def _execute(s: Settings, fleet: Fleet, options: CheckOptions, run_id: str) -> N
             source=saved.get("source"),
             override=saved.get("override"),
             max_rate=saved.get("max_rate"),
+            rehash=bool(saved.get("rehash")),
         )
         ctx = Context(
             fleet=fleet,
@@ -395,7 +396,8 @@ def rebuild_command(
     The provider (lab, or playbooks/reimage.yml) gives the host a fresh OS and
     its new host key. Never below a replica set's floor; protected hosts and a
     tripped trip wire refuse. Destructive: shows the plan and asks (`--yes`).
-    Re-seeding data volumes from peers is not built yet: that step says so.
+    The reseed step brings every data volume back from a healthy peer, as
+    `fleetmend reseed` does; an interrupted rebuild goes on with `resume`.
     """
     _act_on(
         ctx, ActionKind.REBUILD, hosts, yes,
@@ -423,6 +425,14 @@ def reseed_command(
         ),
     ] = None,
     max_rate: MaxRateOption = None,
+    rehash: Annotated[
+        bool,
+        typer.Option(
+            "--rehash",
+            help="Hash every file of the source, not only those changed since fleetmend "
+            "last hashed them.",
+        ),
+    ] = False,
     trip_wire: TripWire = 0.5,
     override: Override = None,
     yes: Yes = False,
@@ -443,12 +453,18 @@ def reseed_command(
     of the replica set looks failed (the trip wire), it stops unless
     `--override-trip-wire REASON` (audited). Destructive: shows the plan and
     asks (`--yes`).
+
+    The source hashes only the files changed (size, times or inode) since
+    fleetmend last hashed them; the target hashes every file it keeps or
+    receives, so a source file rotted since cannot reach it. `--rehash` hashes
+    the source whole.
     """
     options = ReseedOptions(
         volumes=tuple(volume or ()),
         source=source,
         override=override_source,
         max_rate=max_rate * 1e6 if max_rate else None,
+        rehash=rehash,
     )
     _act_on(
         ctx, ActionKind.RESEED, [host], yes, Policy(trip_wire=trip_wire, override=override),

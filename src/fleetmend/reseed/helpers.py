@@ -4,9 +4,13 @@
 - MANIFEST walks a volume and prints, per entry, its path, type, size, mode,
   owner, mtime and sha256 (files) or target (links).
 - SENDER (on the source, in the volume) either walks and hashes the volume,
-  streaming the manifest in batches as it goes (`manifest` mode), or only
-  serves (`serve` mode, when fleetmend already holds the manifest). Either
-  way it sends the files the receiver asks for, while it hashes.
+  streaming the manifest in batches as it goes (`manifest` mode: its first
+  line of input is {"known": {...}}, the hashes fleetmend remembers, taken for
+  files whose stat key is unchanged; see memory.py), or only serves (`serve`
+  mode, when fleetmend already holds the manifest). Either way it sends the
+  files the receiver asks for, while it hashes. Files that settled before the
+  walk and did not change while hashed carry their stat key ("k") so fleetmend
+  may remember them; those taken from memory are marked "r".
 - RECEIVER (on the target) is the safety boundary. It takes the source's
   manifest (up front, or as it streams in), and for each file keeps what
   staging already holds verified, links what the live volume already holds
@@ -56,7 +60,10 @@ def sha(path):
 """
 
 WALK = r"""
-import fnmatch, grp, pwd, stat
+import fnmatch, grp, pwd, stat, time
+known = {}  # rel -> [dev, inode, size, mtime_ns, ctime_ns, sha256]: hashes fleetmend remembered
+started = time.time_ns()
+def stat_key(st): return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 def excluded(rel, is_dir, excludes):
     name = os.path.basename(rel)
     for pat in excludes:
@@ -103,7 +110,15 @@ def walk(root, excludes):
                 if stat.S_ISLNK(st.st_mode):
                     e.update(t="l", l=os.readlink(p))
                 elif stat.S_ISREG(st.st_mode):
-                    e.update(t="f", s=st.st_size, h=sha(p))
+                    key, k = stat_key(st), known.get(rel)
+                    if k is not None and k[:5] == key:  # not written since it was hashed
+                        e.update(t="f", s=st.st_size, h=k[5], k=key, r=1)
+                    else:
+                        e.update(t="f", s=st.st_size, h=sha(p))
+                        # settled before this walk began and unchanged while hashed (a write
+                        # within the clock's tick would not show in its times): rememberable
+                        if st.st_ctime_ns < started - 2 * 10**9 and stat_key(os.lstat(p)) == key:
+                            e["k"] = key
                 else:
                     e.update(t="x")
             except FileNotFoundError:
@@ -180,6 +195,8 @@ def serve():
                 for rel in msg.get("want", ()): send(rel)
         write(frame({"end": True}))
     except BaseException: die()
+if mode == "manifest":  # first line: the hashes fleetmend remembered ({"known": {}} if none)
+    known.update(json.loads(sys.stdin.buffer.readline() or b"{}").get("known") or {})
 threading.Thread(target=read_asks, daemon=True).start()
 server = threading.Thread(target=serve); server.start()
 try:
@@ -252,7 +269,7 @@ def read_frame():
     return head
 by_path, verified, deferred, asks = {}, {}, [], []
 live_root = os.path.realpath(live)
-count = {"copied": 0, "kept": 0, "received": 0, "bytes": 0}
+count = {"copied": 0, "kept": 0, "received": 0, "bytes": 0, "remembered": 0}
 asked, progress_at, done_files, done_bytes = 0, time.monotonic(), 0, 0
 def tick():  # a line at least every second or so: fleetmend knows the receiver is alive
     global progress_at
@@ -270,38 +287,45 @@ def parent(p):
     if d not in made:
         if not os.path.isdir(d) or os.path.islink(d): clear(d); os.makedirs(d, exist_ok=True)
         made.add(d)
-# the target hashes its own copy while the source hashes its: in the same order, on a
-# thread; a file the receiver needs before the hasher gets there, it hashes itself
-hashed, taken, hashing, hashed_cv = {}, set(), {"on": True, "now": None, "all": False}, threading.Condition()
+# the target hashes its own copy while the source hashes its, in the same order, on
+# threads (the target is being repaired: its cores are free); a file the receiver
+# needs before a hasher gets there, it hashes itself
+def live_files():
+    for d, dirs, files in os.walk(live):
+        dirs.sort(); reld = os.path.relpath(d, live)
+        for n in sorted(files): yield os.path.normpath(os.path.join(reld, n)), os.path.join(d, n)
+to_hash, hashed, taken, busy, hashed_cv = live_files(), {}, set(), set(), threading.Condition()
+hashing = {"on": True}
 def hash_live():
-    try:
-        for d, dirs, files in os.walk(live):
-            dirs.sort(); reld = os.path.relpath(d, live)
-            for n in sorted(files):
-                rel = os.path.normpath(os.path.join(reld, n))
-                with hashed_cv:
-                    if not hashing["on"]: return
-                    if rel in taken: continue
-                    hashing["now"] = rel
-                try: fd = os.open(os.path.join(d, n), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-                except OSError: continue
-                try:
-                    before = os.fstat(fd)
-                    if not stat.S_ISREG(before.st_mode): continue
-                    digest = sha_fd(fd); after = os.fstat(fd)
-                finally:
-                    os.close(fd)
-                    with hashed_cv: hashing["now"] = None; hashed_cv.notify_all()
-                key = (before.st_ino, before.st_size, before.st_mtime_ns, before.st_ctime_ns)
-                if key == (after.st_ino, after.st_size, after.st_mtime_ns, after.st_ctime_ns):
-                    with hashed_cv: hashed[rel] = (key, digest)
-    finally:
-        with hashed_cv: hashing["all"] = True; hashed_cv.notify_all()
+    while True:
+        with hashed_cv:  # the walk advances under the lock: one hasher per file
+            if not hashing["on"]: return
+            for rel, path in to_hash:
+                if rel not in taken: break
+            else: return
+            busy.add(rel)
+        done = None
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            try:
+                before = os.fstat(fd)
+                if stat.S_ISREG(before.st_mode):
+                    digest, after = sha_fd(fd), os.fstat(fd)
+                    key = (before.st_ino, before.st_size, before.st_mtime_ns, before.st_ctime_ns)
+                    if key == (after.st_ino, after.st_size, after.st_mtime_ns, after.st_ctime_ns):
+                        done = (key, digest)
+            finally: os.close(fd)
+        except OSError: pass
+        finally:
+            with hashed_cv:
+                busy.discard(rel)
+                if done: hashed[rel] = done
+                hashed_cv.notify_all()
 def live_hash(rel, src, st):
-    # the hash of this very version of the live file: the hasher's, or hashed now
+    # the hash of this very version of the live file: a hasher's, or hashed now
     key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     with hashed_cv:
-        while hashing["now"] == rel: hashed_cv.wait(1); tick()
+        while rel in busy: hashed_cv.wait(1); tick()
         known = hashed.pop(rel, None)
         if known is None: taken.add(rel)
     if known is not None and known[0] == key: return known[1]
@@ -354,6 +378,7 @@ def admit(e):
             fail("refusing a link leaving the volume: %r -> %r" % (rel, target))
     elif t not in ("d", "f"): fail("garbled manifest from the source: %r" % rel)
     by_path[rel] = e
+    if e.get("r"): count["remembered"] += 1
     if t == "d":
         p = os.path.join(staging, rel)
         if not os.path.isdir(p) or os.path.islink(p): clear(p); os.makedirs(p, exist_ok=True)
@@ -404,13 +429,18 @@ def receive(head):
     os.close(fd)
     if h.hexdigest() != e["h"]:
         os.unlink(part)
+        if e.get("r"):
+            fail("%r does not match the hash remembered for it at the source: corrupted in transit, "
+                 "or the source's copy changed with its size, times and inode as they were "
+                 "(silent corruption at the source?)" % rel)
         fail("%r does not match the source's manifest (corrupted in transit or changed at the source)" % rel)
     os.replace(part, dst); st = os.lstat(dst); verified[rel] = [st.st_size, st.st_mtime_ns, st.st_ino]
     count["received"] += 1; count["bytes"] += e["s"]; progress(e["s"])
 # first, whether the target holds any data (a wiped one is better served over a faster pipe)
 holds = os.path.isdir(live) and bool(os.listdir(live))
 say({"live": "data" if holds else "empty"})
-threading.Thread(target=hash_live, daemon=True).start()
+for _ in range(max(1, min(4, os.cpu_count() or 1))):
+    threading.Thread(target=hash_live, daemon=True).start()
 line = read_line()
 if not line: os._exit(0)  # no plan: fleetmend chose another pipe; nothing was changed
 plan = json.loads(line)

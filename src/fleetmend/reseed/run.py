@@ -12,6 +12,7 @@ from fleetmend.drift import Verdict
 from fleetmend.fleet import Fleet
 from fleetmend.inventory import Host
 from fleetmend.reseed.exchange import Manifest
+from fleetmend.reseed.memory import HashMemory
 from fleetmend.reseed.sources import Candidate, choose
 from fleetmend.reseed.transfer import (
     ReseedError,
@@ -33,6 +34,8 @@ class ReseedOptions:
     override: str | None = None
     max_rate: float | None = None
     """Bytes per second the re-seed may take from its source."""
+    rehash: bool = False
+    """Hash every file of the source, not only those changed since last hashed."""
 
 
 def reseed_host(
@@ -53,6 +56,7 @@ def reseed_host(
         raise ReseedError(f"{host.name} has no replica-set peers to re-seed from")
     report = {r.host: r for r in run_check(fleet, peers, check, []).hosts}
     known = KnownHosts(check.own_known_hosts, check.user_known_hosts)
+    memory = HashMemory(check.state_dir)
     results = []
     with Connections(known, check.timeouts) as connections:
 
@@ -78,6 +82,8 @@ def reseed_host(
                         lambda p, v=volume: manifest(conn(p), v.path, v.exclude), healthy_peers
                     )
                     manifests = dict(zip((p.name for p in healthy_peers), found, strict=True))
+                for peer_name, entries in manifests.items():
+                    memory.remember(peer_name, volume.path, entries)
             candidates = []
             for peer in peers:
                 r = report[peer.name]
@@ -113,6 +119,11 @@ def reseed_host(
                         detail=f"source {choice.source} although: {choice.overridden}",
                     )
             source = fleet.inventory.host(choice.source)
+            given = manifests.get(source.name)  # read whole just now: nothing to recall
+
+            def keep(entries: Manifest, at: str = source.name, path: str = volume.path) -> None:
+                memory.remember(at, path, entries)
+
             results.append(
                 reseed_volume(
                     name,
@@ -120,7 +131,11 @@ def reseed_host(
                     conn(source),
                     conn(host),
                     max_rate=options.max_rate,
-                    source_manifest=manifests.get(source.name),
+                    source_manifest=given,
+                    known=None
+                    if given is not None or options.rehash
+                    else memory.recall(source.name, volume.path),
+                    on_manifest=keep,
                 )
             )
     return results

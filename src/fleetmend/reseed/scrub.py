@@ -23,6 +23,7 @@ from fleetmend.check import CheckOptions
 from fleetmend.fleet import Fleet
 from fleetmend.images import ReseedSpec
 from fleetmend.inventory import Host
+from fleetmend.reseed.memory import HashMemory
 from fleetmend.reseed.transfer import ReseedError, VolumeResult, manifest, reseed_volume
 from fleetmend.transport.ssh import Connection, Connections, KnownHosts, Unreachable
 from fleetmend.transport.target import target_for
@@ -113,6 +114,10 @@ def read_manifests(
 
     with ThreadPoolExecutor(max_workers=max(1, min(check.forks, len(jobs)))) as pool:
         found = list(pool.map(read, jobs))
+    memory = HashMemory(check.state_dir)  # every file hashed: the next re-seed need not
+    for (_, host, path, _), entries in zip(jobs, found, strict=True):
+        if entries is not None:
+            memory.remember(host.name, path, entries)
     manifests = {j[0]: m for j, m in zip(jobs, found, strict=True) if m is not None}
     return manifests, [j[0] for j, m in zip(jobs, found, strict=True) if m is None]
 

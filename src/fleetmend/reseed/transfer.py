@@ -13,6 +13,7 @@ import hashlib
 import json
 import shlex
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -25,10 +26,12 @@ from fleetmend.reseed.exchange import (
     exchange_openssh,
     exchange_paramiko,
     failure,
+    lines,
     messages,
     relay,
 )
 from fleetmend.reseed.helpers import MANIFEST, RECEIVER, SENDER, SWAP
+from fleetmend.reseed.memory import Known
 from fleetmend.transport.ssh import Connection, Result
 
 
@@ -48,6 +51,8 @@ class VolumeResult:
     seconds: float
     position: str | None
     strategy: str = "files"
+    remembered: int = 0
+    """Files whose hash the source took from fleetmend's memory instead of hashing."""
 
     def describe(self) -> str:
         """One line for a person: what came from where, and where the copy stands."""
@@ -61,6 +66,8 @@ class VolumeResult:
             )
             if self.kept_from_staging:
                 how += f", {self.kept_from_staging} resumed from staging"
+            if self.remembered:
+                how += f", {self.remembered} unchanged at the source (hashes remembered)"
         where = f"position {self.position}, {self.seconds:.1f}s"
         return f"{self.volume} from {self.source}: {how}, {where}"
 
@@ -200,6 +207,8 @@ def reseed_volume(
     max_rate: float | None = None,
     tamper: Tamper | None = None,
     source_manifest: Manifest | None = None,
+    known: Known | None = None,
+    on_manifest: Callable[[Manifest], None] | None = None,
 ) -> VolumeResult:
     """Copy `volume` from `source` to `target`, verified, swapped in atomically.
 
@@ -213,6 +222,9 @@ def reseed_volume(
     `max_rate` (bytes per second) bounds what the re-seed takes from its source.
     `tamper` alters the stream on its way (fault injection for drills and tests:
     a corrupted transfer must be caught before the swap).
+    `known` is what fleetmend remembers of the source's hashes (see memory.py):
+    the source hashes only the files changed since. `on_manifest` gets the
+    source's manifest when fleetmend followed it whole, to remember.
     """
     if volume.reseed.strategy == "command":
         return _reseed_command(name, volume, source, target, max_rate)
@@ -222,6 +234,8 @@ def reseed_volume(
         _run_hook(target, volume, volume.hooks.before_reseed, "before_reseed")
         receive = _python(RECEIVER, volume.path, volume.staging)
         send = _sender(volume, "serve" if source_manifest is not None else "manifest")
+        # a walking sender reads first what fleetmend remembers of its hashes
+        first = [] if source_manifest is not None else [{"known": known or {}}]
         fast = None
         if not (max_rate or tamper):
             src_argv, dst_argv = source.openssh_argv(send), target.openssh_argv(receive)
@@ -230,6 +244,8 @@ def reseed_volume(
         # On a wiped target this sender is dropped for OpenSSH ones (a moment of hashing
         # lost); waiting for the receiver's word first would delay every delta instead.
         sender, receiver = source.stream(send), target.stream(receive)
+        if first:
+            sender.send(lines(first))
         said = messages(receiver)
         wiped = next(said, {}).get("live") == "empty"
         entries: Manifest | None = None
@@ -239,7 +255,7 @@ def reseed_volume(
             sender.channel.close()
             receiver.finish()
             plan = {"manifest": source_manifest, "budget": None}
-            outcome, sent = exchange_openssh(*fast, plan, [])
+            outcome, sent = exchange_openssh(*fast, plan, first)
             totals = dict(outcome)
         else:
             plan = {"manifest": source_manifest, "budget": BUDGET if fast else None}
@@ -260,11 +276,18 @@ def reseed_volume(
                     totals[key] = int(totals[key]) + int(outcome.get(key, 0))
         if not outcome.get("ok"):
             said_by_source = failure(sent.stderr) if sent.exit_code else ""
+            error = str(outcome.get("error"))
             raise ReseedError(
                 f"re-seed of {target.target.name}:{volume.path} from {source.target.name} "
-                f"stopped, live data untouched: {outcome.get('error')}"
-                + (f" (source: {said_by_source})" if said_by_source else "")
+                f"stopped, live data untouched: {error}"
+                + (f" (source: {said_by_source})" if said_by_source else ""),
+                "`fleetmend scrub` shows which copy is right; `fleetmend reseed --rehash` "
+                "hashes the source afresh"
+                if "hash remembered" in error
+                else "",
             )
+        if entries is not None and on_manifest is not None:
+            on_manifest(entries)
         _run_hook(target, volume, volume.hooks.after_reseed, "after_reseed")
         position = _position(target, volume)
         if volume.position is not None and position is None:
@@ -281,6 +304,7 @@ def reseed_volume(
             kept_from_staging=int(totals["kept"]),
             seconds=time.monotonic() - start,
             position=position or source_position.result(),
+            remembered=int(totals.get("remembered", 0)),
         )
 
 
