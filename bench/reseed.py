@@ -5,7 +5,10 @@ full:  fleetmend re-seed of an empty target (manifest, stream, verify, swap)
 delta: fleetmend re-seed after 1% of the files changed
        vs  rsync -a -c over ssh from A to B (the peer's best at finding changes),
        --rounds times (other files each round, the two taking turns to go first);
-       both targets hold the previous round's data
+       both targets hold the previous round's data. First with the source hashing
+       every file (`reseed --rehash`, or a first re-seed), then as fleetmend runs
+       once it has hashed the source: only files changed since are hashed there
+       (the target hashes all it keeps or receives either way)
 
   sudo .venv/bin/python bench/reseed.py --gib 1 --files 2000 --rounds 5
 """
@@ -29,6 +32,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from fleetmend.fleet import Fleet  # noqa: E402
 from fleetmend.lab import Lab  # noqa: E402
+from fleetmend.reseed.memory import HashMemory  # noqa: E402
 from fleetmend.reseed.transfer import reseed_volume  # noqa: E402
 from fleetmend.transport.ssh import Connection, KnownHosts, Timeouts  # noqa: E402
 from fleetmend.transport.target import target_for  # noqa: E402
@@ -99,6 +103,7 @@ def main() -> None:
                 for h in ("src", "dst")
             }
             volume = fleet.catalog.resolve("store").volumes["data"]
+            memory = HashMemory(Path(tmp) / "state")
             ssh(lab, "src", f"python3 -c {shlex.quote(MAKE)} {size} {args.files} {DATA}")
             ssh(lab, "src", f"cat {DATA}/*/* > /dev/null")  # warm cache for every tool alike
             os.sync()  # nobody pays for another tool's writeback
@@ -128,27 +133,34 @@ def main() -> None:
                 f"rsync -a -c -e {shlex.quote(transport)} {DATA}/ root@{dst.address}:/srv/rsync/"
             )
 
-            def time_ours() -> float:
+            def time_ours(rehash: bool) -> float:
+                known = None if rehash else memory.recall("src", DATA)
                 t0 = time.perf_counter()
-                sent.append(reseed_volume("data", volume, conns["src"], conns["dst"]).sent)
-                return time.perf_counter() - t0
+                result = reseed_volume(
+                    "data", volume, conns["src"], conns["dst"], known=known,
+                    on_manifest=lambda entries: memory.remember("src", DATA, entries),
+                )  # fmt: skip
+                seconds = time.perf_counter() - t0
+                sent.append(result.sent)
+                return seconds
 
             def time_rsync() -> float:
                 t0 = time.perf_counter()
                 ssh(lab, "src", rsync)
                 return time.perf_counter() - t0
 
-            deltas: list[tuple[float, float]] = []
-            for k in range(args.rounds):
+            deltas: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+            for k in range(2 * args.rounds):
+                rehash = k < args.rounds  # first the source hashes all: that fills the memory
                 # 1% of the files change on the source, other ones each round
                 pick = f"ls -d {DATA}/*/* | awk 'NR % 100 == {k % 100}'"
                 change = "head -c 4096 /dev/urandom | dd of=$f conv=notrunc status=none"
                 ssh(lab, "src", f"for f in $({pick}); do {change}; done")
                 times = {}
-                for name, run in [("ours", time_ours), ("rsync", time_rsync)][:: 1 - 2 * (k % 2)]:
+                for name in ["ours", "rsync"][:: 1 - 2 * (k % 2)]:
                     os.sync()  # nobody pays for another tool's writeback
-                    times[name] = run()
-                deltas.append((times["ours"], times["rsync"]))
+                    times[name] = time_ours(rehash) if name == "ours" else time_rsync()
+                deltas[rehash].append((times["ours"], times["rsync"]))
             ssh(lab, "src", "rm -f /tmp/k")
         finally:
             lab.down()
@@ -157,17 +169,20 @@ def main() -> None:
     ours = f"fleetmend {ours_full:6.2f}s ({mb / ours_full:5.0f} MB/s)"
     peer = f"tar|ssh relay {tar_full:6.2f}s ({mb / tar_full:5.0f} MB/s)"
     print(f"full   {ours}   {peer}   fleetmend at {tar_full / ours_full:4.2f} of the peer's speed")
-    for (ours_delta, rsync_delta), files in zip(deltas, sent[1:], strict=True):
+    files = iter(sent[1:])
+    for rehash, how in ((True, "source hashes all"), (False, "hashes remembered")):
+        for ours_delta, rsync_delta in deltas[rehash]:
+            print(
+                f"delta  ({how}) fleetmend {ours_delta:5.2f}s ({next(files)} files sent)   "
+                f"rsync -a -c {rsync_delta:5.2f}s   "
+                f"fleetmend takes {ours_delta / rsync_delta:4.2f}x the peer's time"
+            )
+        ratios = sorted(o / p for o, p in deltas[rehash])
         print(
-            f"delta  fleetmend {ours_delta:6.2f}s ({files} files sent)   "
-            f"rsync -a -c {rsync_delta:6.2f}s   "
-            f"fleetmend takes {ours_delta / rsync_delta:4.2f}x the peer's time"
+            f"delta  ({how}) over {len(ratios)} rounds: fleetmend takes "
+            f"{statistics.median(ratios):4.2f}x the peer's time "
+            f"(median; {ratios[0]:4.2f}-{ratios[-1]:4.2f})"
         )
-    ratios = sorted(o / p for o, p in deltas)
-    print(
-        f"delta  over {len(ratios)} rounds: fleetmend takes {statistics.median(ratios):4.2f}x "
-        f"the peer's time (median; {ratios[0]:4.2f}-{ratios[-1]:4.2f})"
-    )
 
 
 if __name__ == "__main__":
