@@ -292,7 +292,10 @@ def command_syntax(text: str) -> str | None:
     try:
         _COMMANDS.parse(text)
     except jinja2.TemplateSyntaxError as exc:
-        return f"template error: {exc.message} (line {exc.lineno})"
+        # the field's place gives the file line; a line within the command only helps
+        # when it has several (a folded YAML scalar is one line however it looks)
+        where = f" (line {exc.lineno} of the command)" if "\n" in text.strip() else ""
+        return f"template error: {exc.message}{where}"
     return None
 
 
