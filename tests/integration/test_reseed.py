@@ -25,7 +25,7 @@ from fleetmend.cli.app import app
 from fleetmend.fleet import Fleet
 from fleetmend.lab import Fault, Lab, procs
 from fleetmend.lab.faults import FaultOptions
-from fleetmend.reseed import exchange, transfer
+from fleetmend.reseed import exchange, memory, transfer
 from fleetmend.reseed.exchange import exchange_openssh
 from fleetmend.reseed.helpers import RECEIVER
 from fleetmend.reseed.memory import HashMemory
@@ -169,7 +169,7 @@ def test_2b_a_change_over_the_budget_comes_over_openssh(
 
 
 def test_2c_a_source_hashes_only_what_changed_since_it_was_last_hashed(
-    rl: ReseedLab, tmp_path: Path
+    rl: ReseedLab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two copies (no majority to read first): the source takes the hashes fleetmend
     remembers for files untouched since, and hashes the rest. A remembered hash the
@@ -189,6 +189,7 @@ def test_2c_a_source_hashes_only_what_changed_since_it_was_last_hashed(
         )  # fmt: skip
         return result.exit_code, result.stderr
 
+    monkeypatch.setattr(memory, "SETTLE", 2.0)  # not a minute: a test's files are young
     time.sleep(2.1)  # every file of a settled: its hash may be remembered
     run(rl.lab, "d", f"echo damaged > {DATA}/objects/o4")
     code, err = reseed("--rehash")
@@ -200,11 +201,11 @@ def test_2c_a_source_hashes_only_what_changed_since_it_was_last_hashed(
     assert "1 of 63 files sent" in err and "63 unchanged at the source (hashes remembered)" in err
     assert rl.digest("d") == rl.digest("a")
 
-    memory = HashMemory(rl.state)  # o6's hash, as if a's copy rotted since it was taken
-    known = memory.recall("a", DATA)
+    remembered = HashMemory(rl.state)  # o6's hash, as if a's copy rotted since it was taken
+    known = remembered.recall("a", DATA)
     known["objects/o6"][5] = hashlib.sha256(b"what o6 held when it was hashed").hexdigest()
     lied = [{"p": p, "t": "f", "k": v[:5], "h": v[5]} for p, v in known.items()]
-    memory.remember("a", DATA, lied)
+    remembered.remember("a", DATA, lied)
     run(rl.lab, "d", f"echo damaged > {DATA}/objects/o6")
     before = rl.digest("d")
     code, err = reseed()

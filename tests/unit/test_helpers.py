@@ -26,7 +26,8 @@ Start = Callable[..., subprocess.Popen[bytes]]
 @pytest.fixture
 def start() -> Iterator[Start]:
     """Starts SENDER in manifest mode in a volume, telling it the hashes fleetmend
-    remembers (`known`); ends it after the test, also a hung one."""
+    remembers (`known`) and to remember files settled for 2 s; ends it after the
+    test, also a hung one."""
     started: list[subprocess.Popen[bytes]] = []
 
     def run(volume: Path, known: Known | None = None) -> subprocess.Popen[bytes]:
@@ -40,7 +41,8 @@ def start() -> Iterator[Start]:
             )
         )
         assert started[-1].stdin is not None
-        started[-1].stdin.write((json.dumps({"known": known or {}}) + "\n").encode())
+        first = {"known": known or {}, "settle": 2}
+        started[-1].stdin.write((json.dumps(first) + "\n").encode())
         started[-1].stdin.flush()
         return started[-1]
 
@@ -133,7 +135,7 @@ def test_a_remembered_hash_stands_only_while_the_file_is_untouched(
 ) -> None:
     """The source hashes a file again as soon as its size, times or inode changed;
     a file written moments ago is never remembered (a write within the clock's tick
-    would not show in its times), one settled for two seconds is."""
+    would not show in its times), one settled for as long as it is told is."""
     for name in ("same", "written", "replaced"):
         (tmp_path / name).write_bytes(name.encode())
     time.sleep(2.1)

@@ -8,9 +8,9 @@
   line of input is {"known": {...}}, the hashes fleetmend remembers, taken for
   files whose stat key is unchanged; see memory.py), or only serves (`serve`
   mode, when fleetmend already holds the manifest). Either way it sends the
-  files the receiver asks for, while it hashes. Files that settled before the
-  walk and did not change while hashed carry their stat key ("k") so fleetmend
-  may remember them; those taken from memory are marked "r".
+  files the receiver asks for, while it hashes. Files whose times stood still
+  for `settle` seconds before the walk and while hashed carry their stat key
+  ("k") so fleetmend may remember them; those taken from memory are marked "r".
 - RECEIVER (on the target) is the safety boundary. It takes the source's
   manifest (up front, or as it streams in), and for each file keeps what
   staging already holds verified, links what the live volume already holds
@@ -62,7 +62,8 @@ def sha(path):
 WALK = r"""
 import fnmatch, grp, pwd, stat, time
 known = {}  # rel -> [dev, inode, size, mtime_ns, ctime_ns, sha256]: hashes fleetmend remembered
-started = time.time_ns()
+settled = {"before": 0}  # files changed since (ns) get no stat key: never remembered
+def settle(seconds): settled["before"] = time.time_ns() - int(seconds * 1e9)
 def stat_key(st): return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 def excluded(rel, is_dir, excludes):
     name = os.path.basename(rel)
@@ -115,9 +116,10 @@ def walk(root, excludes):
                         e.update(t="f", s=st.st_size, h=k[5], k=key, r=1)
                     else:
                         e.update(t="f", s=st.st_size, h=sha(p))
-                        # settled before this walk began and unchanged while hashed (a write
-                        # within the clock's tick would not show in its times): rememberable
-                        if st.st_ctime_ns < started - 2 * 10**9 and stat_key(os.lstat(p)) == key:
+                        # rememberable if its times stood still long enough before the walk
+                        # (a write within the clock's tick, or to a page of a shared map
+                        # not yet written back, does not show in them) and while hashed
+                        if st.st_ctime_ns < settled["before"] and stat_key(os.lstat(p)) == key:
                             e["k"] = key
                 else:
                     e.update(t="x")
@@ -131,6 +133,7 @@ MANIFEST = (
     + WALK
     + r"""
 import json, sys
+settle(float(sys.argv[3]))
 json.dump(list(walk(sys.argv[1], json.loads(sys.argv[2]))), sys.stdout)
 """
 )
@@ -195,8 +198,9 @@ def serve():
                 for rel in msg.get("want", ()): send(rel)
         write(frame({"end": True}))
     except BaseException: die()
-if mode == "manifest":  # first line: the hashes fleetmend remembered ({"known": {}} if none)
-    known.update(json.loads(sys.stdin.buffer.readline() or b"{}").get("known") or {})
+if mode == "manifest":  # first line: {"known": the hashes fleetmend remembers, "settle": seconds}
+    first = json.loads(sys.stdin.buffer.readline() or b"{}")
+    known.update(first.get("known") or {}); settle(first.get("settle", 1e9))
 threading.Thread(target=read_asks, daemon=True).start()
 server = threading.Thread(target=serve); server.start()
 try:

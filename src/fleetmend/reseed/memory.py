@@ -14,9 +14,12 @@ with a message saying the hash was remembered. What it gives up is finding that
 rot at the source before the transfer. Choosing a source by majority, and
 scrub, always hash everything (`manifest()`), and `--rehash` forces a full hash.
 
-The helper marks a file rememberable only when it had not changed for two
-seconds before the walk began and did not change while it was hashed, so a
-write within the clock's tick is never hidden behind an unchanged stat.
+The helpers mark a file rememberable only when its times stood still for
+SETTLE seconds before the walk and while it was hashed. Two kinds of write
+leave the times as they were: a second write within the clock's tick (a few
+milliseconds), and writes to a page of a shared memory map until the kernel
+writes that page back (30 s by default, dirty_expire_centisecs); the next write
+after that moves them again. SETTLE outlasts both.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from fleetmend import statedb
+
+SETTLE = 60.0
+"""Seconds a file's times must have stood still before its hash may be remembered."""
 
 Known = dict[str, list[Any]]
 """path in the volume -> [device, inode, size, mtime_ns, ctime_ns, sha256]."""

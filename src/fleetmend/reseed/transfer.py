@@ -20,6 +20,7 @@ from typing import Any
 
 from fleetmend.errors import FleetmendError
 from fleetmend.images import VolumeSpec
+from fleetmend.reseed import memory
 from fleetmend.reseed.exchange import (
     Manifest,
     Tamper,
@@ -88,7 +89,9 @@ def _python(script: str, *args: str) -> str:
 
 def manifest(conn: Connection, path: str, excludes: list[str]) -> Manifest:
     """The manifest of a volume (or staging directory) on a host; empty when it is absent."""
-    result = conn.run(_python(MANIFEST, path, json.dumps(excludes)), timeout=3600)
+    result = conn.run(
+        _python(MANIFEST, path, json.dumps(excludes), str(memory.SETTLE)), timeout=3600
+    )
     if result.exit_code != 0:
         raise ReseedError(
             f"{conn.target.name}: manifest of {path} failed: {failure(result.stderr)}"
@@ -235,7 +238,9 @@ def reseed_volume(
         receive = _python(RECEIVER, volume.path, volume.staging)
         send = _sender(volume, "serve" if source_manifest is not None else "manifest")
         # a walking sender reads first what fleetmend remembers of its hashes
-        first = [] if source_manifest is not None else [{"known": known or {}}]
+        first = (
+            [] if source_manifest is not None else [{"known": known or {}, "settle": memory.SETTLE}]
+        )
         fast = None
         if not (max_rate or tamper):
             src_argv, dst_argv = source.openssh_argv(send), target.openssh_argv(receive)
