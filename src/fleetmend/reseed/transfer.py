@@ -15,6 +15,7 @@ import shlex
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +34,7 @@ from fleetmend.reseed.exchange import (
 )
 from fleetmend.reseed.helpers import MANIFEST, RECEIVER, SENDER, SWAP
 from fleetmend.reseed.memory import Known
-from fleetmend.transport.ssh import Connection, Result
+from fleetmend.transport.ssh import Connection, Result, Unreachable
 
 
 class ReseedError(FleetmendError):
@@ -250,7 +251,8 @@ def reseed_volume(
         # lost); waiting for the receiver's word first would delay every delta instead.
         sender, receiver = source.stream(send), target.stream(receive)
         if first:
-            sender.send(lines(first))
+            with suppress(Unreachable):  # a sender gone at once says why on stderr, below
+                sender.send(lines(first))
         said = messages(receiver)
         wiped = next(said, {}).get("live") == "empty"
         entries: Manifest | None = None
