@@ -454,10 +454,11 @@ def reseed_command(
     `--override-trip-wire REASON` (audited). Destructive: shows the plan and
     asks (`--yes`).
 
-    The source hashes only the files changed (size, times or inode) since
-    fleetmend last hashed them; the target hashes every file it keeps or
-    receives, so a source file rotted since cannot reach it. `--rehash` hashes
-    the source whole.
+    Where no majority is read (two copies, `compare: position`), the source
+    hashes only the files changed (size, times or inode) since fleetmend last
+    hashed them; the target hashes every file it keeps or receives, so a
+    source file rotted since cannot reach it. `--rehash` hashes the source
+    whole.
     """
     options = ReseedOptions(
         volumes=tuple(volume or ()),
