@@ -110,9 +110,9 @@ def write_inventory(directory: Path) -> Path:
 
 def make_conformant(lab: Lab, fleet: Fleet, name: str) -> None:
     """Make a host what its image says. Root's shell becomes /bin/sh: sshd runs every
-    command through the user's shell, and this machine's root .bashrc runs `pyenv
-    init`, which writes to ~/.pyenv on every login; the read-only test must see
-    what fleetmend does, not what a host's own shell start-up files do."""
+    command through the user's shell and its start-up files, which may write (a
+    version manager's init does, on every login); the read-only test must see what
+    fleetmend does, not what a host's own shell start-up files do."""
     state = fleet.desired(fleet.inventory.host(name))
     run(lab, name, "usermod -s /bin/sh root")
     stamp = json.dumps({"image": state.image, "version": state.version, "digest": state.digest})
