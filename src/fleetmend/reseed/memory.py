@@ -1,10 +1,11 @@
 """Hashes fleetmend remembers of each copy's files, so a source hashes only what changed.
 
-Every full manifest fleetmend reads of a volume (re-seed, source selection,
-scrub) is kept in the state database: per file, its stat key (device, inode,
-size, mtime, ctime) and its sha256. The next re-seed from that host sends the
-source what it remembers; the source hashes only files whose stat key changed
-and takes the remembered hash for the rest.
+Every whole manifest fleetmend reads of a volume (the one a re-seed's source
+streams, source selection's, scrub's) is kept in the state database: per file,
+its stat key (device, inode, size, mtime, ctime) and its sha256. The next
+re-seed from that host sends the source what it remembers; the source hashes
+only files whose stat key changed and takes the remembered hash for the rest
+(so a hash is carried forward for as long as its file's stat stays the same).
 
 This is safe because of where the hashes are used. A remembered hash is only
 ever what the target verifies against: a file the target keeps is hashed on the
