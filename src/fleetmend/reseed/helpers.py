@@ -28,7 +28,8 @@ and for files the bytes. Headers: {"entries": [...]}, {"manifest_end": true},
 writes JSON lines: first {"live": "data" | "empty"} (before it reads its plan, so
 fleetmend can choose the carrier), then {"want": [paths]}, {"done": true} (no more asks),
 {"progress": [files, bytes]}, and last its outcome: {"ok": true, ...},
-{"ok": false, "error": ...}, or {"ok": false, "defer": [...], ...} when the
+{"ok": false, "error": ...} (with "remembered": true when the file that failed
+verification had a remembered hash), or {"ok": false, "defer": [...], ...} when the
 rest is bigger than its budget and should come over a faster pipe.
 """
 
@@ -254,8 +255,8 @@ def say(msg):
     b = (json.dumps(msg) + "\n").encode()
     with say_lock:
         while b: b = b[os.write(1, b):]
-def fail(msg):
-    say({"ok": False, "error": msg}); os._exit(3)
+def fail(msg, **why):
+    say(dict(why, ok=False, error=msg)); os._exit(3)
 def safe(rel):
     if not isinstance(rel, str) or not rel or rel.startswith("/") or "\0" in rel or os.path.normpath(rel) != rel or rel.split("/")[0] == "..":
         fail("unsafe path from the source: %r" % (rel,))
@@ -436,7 +437,7 @@ def receive(head):
         if e.get("r"):
             fail("%r does not match the hash remembered for it at the source: corrupted in transit, "
                  "or the source's copy changed with its size, times and inode as they were "
-                 "(silent corruption at the source?)" % rel)
+                 "(silent corruption at the source?)" % rel, remembered=True)
         fail("%r does not match the source's manifest (corrupted in transit or changed at the source)" % rel)
     os.replace(part, dst); st = os.lstat(dst); verified[rel] = [st.st_size, st.st_mtime_ns, st.st_ino]
     count["received"] += 1; count["bytes"] += e["s"]; progress(e["s"])

@@ -246,13 +246,10 @@ def reseed_volume(
         if not (max_rate or tamper):
             src_argv, dst_argv = source.openssh_argv(send), target.openssh_argv(receive)
             fast = (src_argv, dst_argv) if src_argv and dst_argv else None
-        # both start at once; the receiver says first whether the target holds any data.
-        # On a wiped target this sender is dropped for OpenSSH ones (a moment of hashing
-        # lost); waiting for the receiver's word first would delay every delta instead.
+        # both start at once (their interpreters start side by side); the receiver says
+        # first whether the target holds any data. On a wiped target this sender is
+        # dropped for OpenSSH ones before it is told anything.
         sender, receiver = source.stream(send), target.stream(receive)
-        if first:
-            with suppress(Unreachable):  # a sender gone at once says why on stderr, below
-                sender.send(lines(first))
         said = messages(receiver)
         wiped = next(said, {}).get("live") == "empty"
         entries: Manifest | None = None
@@ -265,6 +262,9 @@ def reseed_volume(
             outcome, sent = exchange_openssh(*fast, plan, first)
             totals = dict(outcome)
         else:
+            if first:  # only to the sender that goes on: the map may be large
+                with suppress(Unreachable):  # a sender gone at once says why on stderr, below
+                    sender.send(lines(first))
             plan = {"manifest": source_manifest, "budget": BUDGET if fast else None}
             outcome, entries, sent = exchange_paramiko(
                 sender, receiver, said, plan, max_rate, tamper
@@ -283,14 +283,13 @@ def reseed_volume(
                     totals[key] = int(totals[key]) + int(outcome.get(key, 0))
         if not outcome.get("ok"):
             said_by_source = failure(sent.stderr) if sent.exit_code else ""
-            error = str(outcome.get("error"))
             raise ReseedError(
                 f"re-seed of {target.target.name}:{volume.path} from {source.target.name} "
-                f"stopped, live data untouched: {error}"
+                f"stopped, live data untouched: {outcome.get('error')}"
                 + (f" (source: {said_by_source})" if said_by_source else ""),
                 "`fleetmend scrub` shows which copy is right; `fleetmend reseed --rehash` "
                 "hashes the source afresh"
-                if "hash remembered" in error
+                if outcome.get("remembered")
                 else "",
             )
         if entries is not None and on_manifest is not None:
